@@ -36,7 +36,7 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Werror
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fno-strict-aliasing -I. -Idataplane $(PKG_CFLAGS)
+CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fno-strict-aliasing -iquote . -iquote dataplane $(PKG_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
@@ -95,7 +95,7 @@ tests: $(TEST_BINS)
 
 # ---------------------------------------------------------------- fuzzing (clang libFuzzer)
 FUZZ_BUILD := build/fuzz
-FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -I. -Idataplane $(PKG_CFLAGS) -fno-omit-frame-pointer
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -iquote . -iquote dataplane $(PKG_CFLAGS) -fno-omit-frame-pointer
 FUZZ_SRCS := $(foreach d,$(TEST_DIRS),$(wildcard $d/fuzz/fuzz_*.c))
 fuzz_bin = $(FUZZ_BUILD)/bin/$(subst /fuzz/,-,$(basename $1))
 FUZZ_BINS := $(foreach f,$(FUZZ_SRCS),$(call fuzz_bin,$f))
