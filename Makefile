@@ -108,7 +108,7 @@ endef
 $(foreach f,$(FUZZ_SRCS),$(eval $(call FUZZ_RULES,$f)))
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(FUZZCC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined $(DEPFLAGS) -c -o $@ $<
+	$(FUZZCC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all $(DEPFLAGS) -c -o $@ $<
 
 .PHONY: fuzz fuzz-replay
 fuzz: $(FUZZ_BINS)

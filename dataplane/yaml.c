@@ -314,16 +314,16 @@ static int parse_sequence(struct ctx *c, int depth, json_t **ret)
     return 0;
 }
 
-static int merge_into(struct ctx *c, json_t *obj, json_t *src, yaml_mark_t mark)
+static int merge_into(struct ctx *c, json_t *dst, json_t *src, yaml_mark_t mark)
 {
-    /* YAML merge key (<<): keys already present win */
+    /* YAML merge key (<<): explicit keys of the mapping win, then earlier merge sources */
     const char *k;
     json_t *v;
     if (!json_is_object(src))
         return fail_at(c, mark, "merge key << needs a mapping");
     json_object_foreach(src, k, v)
     {
-        if (!json_object_get(obj, k) && json_object_set(obj, k, v) < 0)
+        if (!json_object_get(dst, k) && json_object_set(dst, k, v) < 0)
             return -ENOMEM;
     }
     return 0;
@@ -332,6 +332,7 @@ static int merge_into(struct ctx *c, json_t *obj, json_t *src, yaml_mark_t mark)
 static int parse_mapping(struct ctx *c, int depth, json_t **ret)
 {
     json_t *obj = json_object();
+    json_t *merged = NULL; /* keys from << sources, applied after the explicit keys */
     int r = 0;
     if (!obj)
         return -ENOMEM;
@@ -346,6 +347,7 @@ static int parse_mapping(struct ctx *c, int depth, json_t **ret)
             break;
         }
         yaml_mark_t kmark = kev.start_mark;
+        yaml_mark_t vmark;
         if (kev.type != YAML_SCALAR_EVENT && kev.type != YAML_ALIAS_EVENT) {
             r = fail_at(c, kmark, "mapping keys must be scalars");
             yaml_event_delete(&kev);
@@ -363,7 +365,7 @@ static int parse_mapping(struct ctx *c, int depth, json_t **ret)
             json_decref(key);
             goto out;
         }
-        yaml_mark_t vmark = vev.start_mark;
+        vmark = vev.start_mark;
         r = parse_node(c, &vev, depth + 1, &val);
         yaml_event_delete(&vev);
         if (r < 0) {
@@ -371,17 +373,23 @@ static int parse_mapping(struct ctx *c, int depth, json_t **ret)
             goto out;
         }
         if (merge) {
+            if (!merged && !(merged = json_object())) {
+                json_decref(key);
+                json_decref(val);
+                r = -ENOMEM;
+                goto out;
+            }
             if (json_is_array(val)) {
                 size_t i;
                 json_t *e;
                 json_array_foreach(val, i, e)
                 {
-                    r = merge_into(c, obj, e, vmark);
+                    r = merge_into(c, merged, e, vmark);
                     if (r < 0)
                         break;
                 }
             } else {
-                r = merge_into(c, obj, val, vmark);
+                r = merge_into(c, merged, val, vmark);
             }
             json_decref(key);
             json_decref(val);
@@ -421,9 +429,22 @@ static int parse_mapping(struct ctx *c, int depth, json_t **ret)
         if (r < 0)
             goto out;
     }
+    if (merged) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(merged, k, v)
+        {
+            if (!json_object_get(obj, k) && json_object_set(obj, k, v) < 0) {
+                r = -ENOMEM;
+                goto out;
+            }
+        }
+        json_decref(merged);
+    }
     *ret = obj;
     return 0;
 out:
+    json_decref(merged);
     json_decref(obj);
     return r;
 }
