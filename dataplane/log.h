@@ -10,7 +10,13 @@
  * "authorization") have their values replaced by "[redacted]": key material is never logged.
  *
  * The level check happens before arguments are evaluated. Identical (scope, msg) warnings
- * beyond 10 per second are suppressed and summarised later with `suppressed=N`.
+ * (and errors) beyond 10 per second are suppressed; the next line of that (scope, msg) after
+ * the window carries `suppressed=N` (or dp_log_flush_suppressed() writes a summary line).
+ * Redaction applies to values of every type. Field keys equal to a fixed field name (ts,
+ * level, scope, msg, suppressed, truncated) are written as `field.<key>`; characters outside
+ * [A-Za-z0-9_.:/@-] in keys become '_'. Non-finite doubles are NaN/+Inf/-Inf in logfmt and
+ * null in JSON. Scope overrides match the scope itself and its sub-scopes ("hbone" also
+ * matches "hbone.pool" and "hbone::pool"); "off" disables a scope.
  *
  * Levels are set with LOG_LEVEL (or RUST_LOG for ztunnel habits) as a spec
  * "info,hbone=debug,kube=trace": a default plus per-scope overrides.
@@ -27,6 +33,8 @@ enum dp_log_format { DP_LOG_LOGFMT = 0, DP_LOG_JSON };
 
 enum dp_log_ftype { DP_LF_STR, DP_LF_U64, DP_LF_I64, DP_LF_F64, DP_LF_BOOL, DP_LF_ERR };
 
+/** One field. Key: borrowed, from code (never from a peer). String values: borrowed for the
+ *  duration of the call, any bytes (escaped on output); NULL is written as null. */
 struct dp_log_field {
     const char *key;
     enum dp_log_ftype type;
@@ -60,11 +68,21 @@ const char *dp_log_level_str(enum dp_log_level level);
 void dp_log_emit(enum dp_log_level level, const char *scope, const char *msg,
                  const struct dp_log_field *fields, unsigned n);
 
-/** Format one line into out (always NUL-terminated, truncated to outsz - 1; returns the
- *  length written). Used by dp_log_emit and tests. */
+/** Format one line, including its trailing '\n', into out (always NUL-terminated; returns the
+ *  length written, excluding the NUL). A line that does not fit is cut at a field boundary
+ *  (a long string value is cut with "...") and marked truncated=true, so it stays one
+ *  well-formed logfmt line / JSON object — provided outsz > 96; smaller buffers get a plain
+ *  cut to outsz - 1. Used by dp_log_emit (8 KiB lines) and tests. */
 unsigned dp_log_format_line(char *out, unsigned outsz, enum dp_log_format fmt, uint64_t unix_us,
                             enum dp_log_level level, const char *scope, const char *msg,
                             const struct dp_log_field *fields, unsigned n);
+
+/** Write a summary line (`suppressed=N`) for every rate-limited (scope, msg) whose suppressed
+ *  repeats have not been reported by a later line yet. Call at shutdown or from a periodic
+ *  timer. Thread-safe. */
+void dp_log_flush_suppressed(void);
+/** For tests: the millisecond clock used by rate limiting (NULL = dp_now_ms). */
+void dp_log_set_ratelimit_clock(uint64_t (*now_ms)(void));
 
 #define dp_log(level, scope, msg, ...)                                                             \
     do {                                                                                           \

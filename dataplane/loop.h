@@ -68,6 +68,10 @@ int dp_loop_run_once(struct dp_loop *loop, int timeout_ms);
 void dp_loop_stop(struct dp_loop *loop);
 /** Cached time of the current round (dp_now_ms() clock). */
 uint64_t dp_loop_now(const struct dp_loop *loop);
+/** Replace the loop's millisecond clock (default dp_now_ms) — for tests that drive timers with
+ *  a fake clock. NULL restores the default. Call before arming any timer; the cached time is
+ *  reloaded at once and after that never goes backwards. */
+void dp_loop_set_clock(struct dp_loop *loop, uint64_t (*clock)(void *arg), void *arg);
 
 /* ---- file descriptors */
 void dp_io_init(struct dp_io *io, int fd, dp_io_cb *cb, void *arg);
@@ -80,7 +84,11 @@ void dp_loop_del_io(struct dp_loop *loop, struct dp_io *io);
 
 /* ---- timers (millisecond resolution, O(1) arm and cancel) */
 void dp_timer_init(struct dp_timer *t, dp_timer_cb *cb, void *arg);
-/** Arm (or re-arm) t to fire once, delay_ms from the loop's current time. */
+/** Arm (or re-arm) t to fire once, delay_ms from the loop's cached time (dp_loop_now()).
+ *  Timers fire in order of expiry, ties in arm order. A timer never fires in the same round
+ *  pass that armed it: delay 0 from inside a timer callback (or when the round's millisecond
+ *  was already processed) fires in the first round at a later millisecond. Delays are clamped
+ *  to 2^40 ms. The callback runs with t already disarmed, so it may re-arm or free-by-defer. */
 void dp_timer_arm(struct dp_loop *loop, struct dp_timer *t, uint64_t delay_ms);
 /** Disarm; harmless when not armed. */
 void dp_timer_cancel(struct dp_timer *t);
