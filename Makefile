@@ -44,6 +44,15 @@ LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 DEPFLAGS = -MMD -MP
 
+# quiet by default; `make V=1` prints full commands
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-6s %s\n' $1 $2
+endif
+
 # program dir -> binary name
 PROGRAMS := operator:ambit-operator cni-plugin:ambit-cni node-agent:ambit-node \
             waypoint:ambit-waypoint ctl:ambitctl
@@ -63,7 +72,8 @@ define PROGRAM_RULES
 $(if $(wildcard $(call prog_dir,$1)/main.c),$(eval BINS += $(BUILD)/bin/$(call prog_bin,$1)))
 $(BUILD)/bin/$(call prog_bin,$1): $(BUILD)/obj/$(call prog_dir,$1)/main.o $(call dir_objs,$(call prog_dir,$1)) $(LIBAMBIT)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(call msg,LD,$$@)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(PROGRAMS),$(eval $(call PROGRAM_RULES,$p)))
 
@@ -75,18 +85,20 @@ TEST_BINS := $(foreach t,$(TEST_SRCS),$(call test_bin,$t))
 define TEST_RULES
 $(call test_bin,$1): $(BUILD)/obj/$(basename $1).o $(if $(filter dataplane/%,$1),,$(call dir_objs,$(patsubst %/tests/,%,$(dir $1)))) $(LIBAMBIT)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $(CMOCKA_LIBS) $$(shell cat $(basename $1).ldflags 2>/dev/null)
+	$$(call msg,LD,$$@)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $(CMOCKA_LIBS) $$(shell cat $(basename $1).ldflags 2>/dev/null)
 endef
 $(foreach t,$(TEST_SRCS),$(eval $(call TEST_RULES,$t)))
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(LIBAMBIT): $(DP_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@
-	ar rcs $@ $^
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 .PHONY: all lib tests
 all: $(LIBAMBIT) $(BINS)
@@ -103,12 +115,14 @@ FUZZ_DP_OBJS := $(DP_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 define FUZZ_RULES
 $(call fuzz_bin,$1): $(FUZZ_BUILD)/obj/$(basename $1).o $(if $(filter dataplane/%,$1),,$(patsubst $(BUILD)/obj/%,$(FUZZ_BUILD)/obj/%,$(call dir_objs,$(patsubst %/fuzz/,%,$(dir $1))))) $(FUZZ_DP_OBJS)
 	@mkdir -p $$(@D)
-	$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $$@ $$^ $(LDLIBS)
+	$$(call msg,FUZZLD,$$@)
+	$$(Q)$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $$@ $$^ $(LDLIBS)
 endef
 $(foreach f,$(FUZZ_SRCS),$(eval $(call FUZZ_RULES,$f)))
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(FUZZCC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all $(DEPFLAGS) -c -o $@ $<
+	$(call msg,FUZZCC,$<)
+	$(Q)$(FUZZCC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all $(DEPFLAGS) -c -o $@ $<
 
 .PHONY: fuzz fuzz-replay
 fuzz: $(FUZZ_BINS)
