@@ -145,7 +145,7 @@ static void test_queue_dedupe_and_order(void **state)
     assert_int_equal(q.n, 0); /* fully forgotten */
     assert_int_equal(dp_kube_queue_add(&q, "", 0, 0), -EINVAL);
     for (int i = 0; i < 10; i++) {
-        char key[8];
+        char key[16];
 
         snprintf(key, sizeof(key), "k%d", i);
         assert_int_equal(dp_kube_queue_add(&q, key, 0, 0), 0);
