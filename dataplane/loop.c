@@ -65,6 +65,7 @@ struct dp_loop {
     struct epoll_event events[MAX_EVENTS];
     int nevents;
     int dispatch_idx; /* index being dispatched; -1 outside dispatch */
+    int ran;          /* callbacks run by the internal ios (posts, signals) this round */
 
     /* timers */
     uint64_t cur;
@@ -322,7 +323,9 @@ static int dispatch_io(struct dp_loop *loop)
         if (ev == 0 || !io->registered)
             continue;
         io->cb(loop, io->fd, ev, io->arg);
-        ran++;
+        /* the internal eventfd/signalfd ios count the callbacks they run, not themselves */
+        if (io != &loop->ev_io && io != &loop->sig_io)
+            ran++;
     }
     loop->dispatch_idx = -1;
     loop->nevents = 0;
@@ -436,9 +439,13 @@ static int run_timers(struct dp_loop *loop)
 }
 
 /* Milliseconds until the next slot that may hold a timer, or -1 if there is none. An early
- * answer (slot occupied by a timer of a later revolution) only costs an empty wake-up. */
+ * answer (slot occupied by a timer of a later revolution) only costs an empty wake-up. The
+ * wait is measured from a fresh clock reading, not the round's cached time, so callbacks that
+ * ran long do not make timers late. */
 static int64_t timer_wait(struct dp_loop *loop)
 {
+    uint64_t t = read_clock(loop);
+
     for (;;) {
         int64_t d = next_marked(loop, loop->cur, WHEEL_SLOTS);
         uint64_t at;
@@ -452,7 +459,7 @@ static int64_t timer_wait(struct dp_loop *loop)
             loop->occupied[slot / 64] &= ~(1ull << (slot % 64));
             continue;
         }
-        return at > loop->now ? (int64_t)(at - loop->now) : 0;
+        return at > t ? (int64_t)(at - t) : 0;
     }
 }
 
@@ -556,6 +563,7 @@ static void on_eventfd(struct dp_loop *loop, int fd, unsigned events, void *arg)
         next = p->next;
         p->cb(loop, p->arg);
         free(p);
+        loop->ran++;
     }
 }
 
@@ -612,8 +620,10 @@ static void on_signalfd(struct dp_loop *loop, int fd, unsigned events, void *arg
             return;
         for (i = 0; i < (size_t)n / sizeof(si[0]); i++) {
             unsigned signo = si[i].ssi_signo;
-            if (signo < NSIG_MAX && loop->sig[signo].cb != NULL)
+            if (signo < NSIG_MAX && loop->sig[signo].cb != NULL) {
                 loop->sig[signo].cb(loop, (int)signo, loop->sig[signo].arg);
+                loop->ran++;
+            }
         }
     }
 }
@@ -642,7 +652,9 @@ int dp_loop_run_once(struct dp_loop *loop, int timeout_ms)
     }
     loop->now = read_clock(loop);
     loop->nevents = n;
+    loop->ran = 0;
     ran += dispatch_io(loop);
+    ran += loop->ran;
     ran += run_timers(loop);
     ran += run_defers(loop);
     return ran;

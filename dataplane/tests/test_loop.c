@@ -347,6 +347,26 @@ static void test_timer_real_wait(void **state)
     assert_true(dt >= 19 && dt < 1000);
 }
 
+/* Time spent in callbacks after the round began does not delay the next timer. */
+static void test_timer_wait_uses_fresh_clock(void **state)
+{
+    struct dp_loop *loop = *state;
+    struct rec rec = {0};
+    struct tagged a = {.rec = &rec, .id = 1};
+    uint64_t t0, dt;
+
+    assert_true(dp_loop_run_once(loop, 0) >= 0); /* refresh the cached time */
+    t0 = dp_now_ms();
+    dp_timer_init(&a.t, on_tagged, &a);
+    dp_timer_arm(loop, &a.t, 100);
+    usleep(80000); /* a slow callback */
+    while (rec.n == 0)
+        assert_true(dp_loop_run_once(loop, -1) >= 0);
+    dt = dp_now_ms() - t0;
+    assert_true(dt >= 99);
+    assert_true(dt < 160); /* with a stale base it would be ~180 */
+}
+
 /* ------------------------------------------------------------------ io + deferred close */
 
 struct conn {
@@ -638,6 +658,31 @@ static void test_post_from_threads(void **state)
     assert_true(posts.thread_ok);
 }
 
+static int posted_runs;
+static void on_count(struct dp_loop *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    posted_runs++;
+}
+
+/* run_once counts the posted callbacks it ran; a bare wake-up runs nothing. */
+static void test_post_counts(void **state)
+{
+    struct dp_loop *loop = *state;
+
+    posted_runs = 0;
+    assert_int_equal(dp_loop_post(loop, on_count, NULL), 0);
+    assert_int_equal(dp_loop_post(loop, on_count, NULL), 0);
+    assert_int_equal(dp_loop_post(loop, on_count, NULL), 0);
+    assert_int_equal(dp_loop_run_once(loop, 1000), 3);
+    assert_int_equal(posted_runs, 3);
+    dp_loop_wake(loop);
+    assert_int_equal(dp_loop_run_once(loop, 1000), 0);
+    /* posts still queued when the loop is freed are dropped without running (no leak) */
+    assert_int_equal(dp_loop_post(loop, on_count, NULL), 0);
+}
+
 static void *waker(void *arg)
 {
     usleep(50000);
@@ -716,11 +761,14 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_timer_churn, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_self_rearm_zero, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_real_wait, setup_real, teardown),
+            cmocka_unit_test_setup_teardown(test_timer_wait_uses_fresh_clock, setup_real,
+                                            teardown),
             cmocka_unit_test_setup_teardown(test_deferred_close, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_io_removed_mid_dispatch, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_io_mod_quiet_and_error, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_defer_after_timers, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_post_from_threads, setup_real, teardown),
+            cmocka_unit_test_setup_teardown(test_post_counts, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_wake_and_stop, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_signals, setup_real, teardown),
     };
