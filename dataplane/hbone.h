@@ -195,6 +195,10 @@ void dp_hbs_abort(struct hbs *s, const char *reason);
 
 /** Gracefully stop a connection: GOAWAY, finish open streams, then close. */
 void dp_hbc_drain(struct hbc *c);
+/** Close a connection now (e.g. drain deadline): every open stream ends with `reason`
+ *  (done callbacks run later, from the loop). Must not be called from hbone callbacks of
+ *  the same connection. */
+void dp_hbc_abort(struct hbc *c, const char *reason);
 
 /* ------------------------------------------------------------------ helpers */
 
