@@ -628,3 +628,111 @@ out:
     close(fd);
     return r;
 }
+
+/* ------------------------------------------------------------------ emitter */
+
+static bool plain_safe(const char *s)
+{
+    bool dummy_int, special;
+    long long iv;
+    size_t n = strlen(s);
+    if (n == 0 || is_null_word(s, n) || bool_word(s) >= 0)
+        return false;
+    if (parse_int(s, &dummy_int, &iv) < 0 || dummy_int || looks_float(s, &special))
+        return false;
+    if (strchr("-?:,[]{}#&*!|>'\"%@` ", s[0]) || s[n - 1] == ' ' || s[n - 1] == ':')
+        return false;
+    if (strstr(s, ": ") || strstr(s, " #"))
+        return false;
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}
+
+static int emit_scalar(const json_t *v, FILE *out)
+{
+    if (json_is_string(v) && plain_safe(json_string_value(v)))
+        return fputs(json_string_value(v), out) < 0 ? -EIO : 0;
+    if (json_is_object(v))
+        return fputs("{}", out) < 0 ? -EIO : 0;
+    if (json_is_array(v))
+        return fputs("[]", out) < 0 ? -EIO : 0;
+    /* numbers, booleans, null and quoted strings: JSON's spelling is valid YAML */
+    return json_dumpf(v, out, JSON_ENCODE_ANY) < 0 ? -EIO : 0;
+}
+
+static bool is_nonempty_collection(const json_t *v)
+{
+    return (json_is_object(v) && json_object_size(v) > 0) ||
+           (json_is_array(v) && json_array_size(v) > 0);
+}
+
+static int emit_node(const json_t *v, FILE *out, int indent)
+{
+    int r;
+    if (json_is_object(v) && json_object_size(v) > 0) {
+        const char *k;
+        json_t *e;
+        bool first = true;
+        json_object_foreach((json_t *)v, k, e)
+        {
+            if (!first || indent > 0)
+                fprintf(out, "%*s", first ? 0 : indent, "");
+            first = false;
+            json_t *key = json_string(k);
+            r = emit_scalar(key, out);
+            json_decref(key);
+            if (r < 0)
+                return r;
+            if (is_nonempty_collection(e)) {
+                if (json_is_array(e)) {
+                    fputs(":\n", out);
+                    fprintf(out, "%*s", indent, "");
+                    r = emit_node(e, out, indent);
+                } else {
+                    fputs(":\n", out);
+                    fprintf(out, "%*s", indent + 2, "");
+                    r = emit_node(e, out, indent + 2);
+                }
+            } else {
+                fputs(": ", out);
+                r = emit_scalar(e, out);
+                fputc('\n', out);
+            }
+            if (r < 0)
+                return r;
+        }
+        return 0;
+    }
+    if (json_is_array(v) && json_array_size(v) > 0) {
+        size_t i;
+        json_t *e;
+        json_array_foreach((json_t *)v, i, e)
+        {
+            if (i > 0)
+                fprintf(out, "%*s", indent, "");
+            fputs("- ", out);
+            if (is_nonempty_collection(e)) {
+                r = emit_node(e, out, indent + 2);
+            } else {
+                r = emit_scalar(e, out);
+                fputc('\n', out);
+            }
+            if (r < 0)
+                return r;
+        }
+        return 0;
+    }
+    r = emit_scalar(v, out);
+    fputc('\n', out);
+    return r;
+}
+
+int dp_yaml_dump(const json_t *v, FILE *out)
+{
+    int r = emit_node(v, out, 0);
+    if (r == 0 && ferror(out))
+        r = -EIO;
+    return r;
+}

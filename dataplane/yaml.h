@@ -44,4 +44,13 @@ int dp_yaml_parse(const char *data, size_t len, const char *source, json_t **ret
 /** dp_yaml_parse() of a whole file; `path` is the source name. -errno if it cannot be read. */
 int dp_yaml_parse_file(const char *path, json_t **ret_docs, char *errbuf, size_t errsz);
 
+/**
+ * Write v as block-style YAML to out (for human output: `-o yaml`). Strings that YAML would
+ * read as something else (numbers, booleans, null, leading indicators, ": ", " #", control
+ * characters) are double-quoted with JSON escapes, so the output reads back (dp_yaml_parse) as
+ * the same JSON. Returns 0 or -EIO.
+ */
+#include <stdio.h>
+int dp_yaml_dump(const json_t *v, FILE *out);
+
 #endif

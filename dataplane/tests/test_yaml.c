@@ -229,6 +229,37 @@ static void test_file(void **state)
     assert_non_null(strstr(err, "cannot open"));
 }
 
+static void test_dump_roundtrip(void **state)
+{
+    (void)state;
+    const char *cases[] = {
+            "{\"a\":1,\"b\":\"x\",\"c\":[1,\"2\",true,null,{\"d\":[]}],\"e\":{}}",
+            "{\"s\":[\"yes\",\"null\",\"1.5\",\"0x10\",\"a: b\",\"x #c\",\"-x\",\"\",\"l\\nm\","
+            "\"q\\\"\",\"k:\",\" sp\",\"\\u0001\",\"ok/path.v1\"]}",
+            "[[1,2],[{\"a\":{\"b\":[{\"c\":1,\"d\":2}]}}],[]]",
+            "{\"nested\":{\"list\":[{\"x\":1},{\"y\":[1,2]}],\"m\":{\"n\":{\"o\":\"p\"}}}}",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_error_t je;
+        json_t *v = json_loads(cases[i], 0, &je);
+        assert_non_null(v);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        assert_int_equal(dp_yaml_dump(v, f), 0);
+        fclose(f);
+        char err[256];
+        json_t *docs = NULL;
+        if (dp_yaml_parse(text, len, "dump", &docs, err, sizeof(err)) < 0)
+            fail_msg("case %zu: %s\n%s", i, err, text);
+        if (!json_equal(json_array_get(docs, 0), v))
+            fail_msg("case %zu did not round-trip:\n%s", i, text);
+        json_decref(docs);
+        json_decref(v);
+        free(text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,7 +267,7 @@ int main(void)
             cmocka_unit_test(test_block_scalars),     cmocka_unit_test(test_anchors_and_merge),
             cmocka_unit_test(test_error_line_column), cmocka_unit_test(test_alias_bomb),
             cmocka_unit_test(test_deep_nesting),      cmocka_unit_test(test_truncated_and_binary),
-            cmocka_unit_test(test_file),
+            cmocka_unit_test(test_file),              cmocka_unit_test(test_dump_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
