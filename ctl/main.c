@@ -265,17 +265,17 @@ static int cmd_install_state(const struct opts *o)
         dp_yaml_dump(mesh, stdout);
     } else {
         json_t *rows = json_array(), *row = json_array();
-        const char *hdr[] = {"NAME", "PROFILE", "REVISION", "READY", "DEGRADED", "VERSION"};
+        const char *hdr[] = {"NAME", "PROFILE", "TRUST DOMAIN", "READY", "DEGRADED", "VERSION"};
         for (size_t i = 0; i < 6; i++)
             json_array_append_new(row, json_string(hdr[i]));
         json_array_append_new(rows, row);
         row = json_array();
         const char *cells[] = {"default",
                                json_string_value(json_object_get(spec, "profile")) ?: "",
-                               json_string_value(json_object_get(spec, "revision")) ?: "",
+                               json_string_value(json_object_get(spec, "trustDomain")) ?: "",
                                cond_status(status, "Ready"),
                                cond_status(status, "Degraded"),
-                               json_string_value(json_object_get(spec, "version")) ?: ""};
+                               json_string_value(json_object_get(status, "version")) ?: ""};
         for (size_t i = 0; i < 6; i++)
             json_array_append_new(row, json_string(cells[i]));
         json_array_append_new(rows, row);
@@ -287,8 +287,8 @@ static int cmd_install_state(const struct opts *o)
             printf("\n");
             rows = json_array();
             row = json_array();
-            const char *h2[] = {"COMPONENT", "VERSION", "DESIRED", "READY", "MESSAGE"};
-            for (size_t i = 0; i < 5; i++)
+            const char *h2[] = {"COMPONENT", "VERSION", "DESIRED", "AVAILABLE", "READY", "MESSAGE"};
+            for (size_t i = 0; i < 6; i++)
                 json_array_append_new(row, json_string(h2[i]));
             json_array_append_new(rows, row);
             const char *k;
@@ -309,13 +309,15 @@ static int cmd_install_state(const struct opts *o)
                 char d[32], rd[32];
                 snprintf(d, sizeof(d), "%lld",
                          json_integer_value(json_object_get(comp, "desired")));
-                snprintf(rd, sizeof(rd), "%lld", json_integer_value(json_object_get(comp, "ready")));
+                snprintf(rd, sizeof(rd), "%lld",
+                         json_integer_value(json_object_get(comp, "available")));
                 const char *c2[] = {json_string_value(json_object_get(comp, "name")) ?: "",
                                     json_string_value(json_object_get(comp, "version")) ?: "",
                                     d, rd,
+                                    json_is_true(json_object_get(comp, "ready")) ? "true" : "false",
                                     json_string_value(json_object_get(comp, "message")) ?: ""};
                 row = json_array();
-                for (size_t i = 0; i < 5; i++)
+                for (size_t i = 0; i < 6; i++)
                     json_array_append_new(row, json_string(c2[i]));
                 json_array_append_new(rows, row);
             }
@@ -342,7 +344,7 @@ static int cmd_version(const struct opts *o)
         return 0;
     int r = dp_kube_get(c, &DP_KUBE_RES_MESHES, NULL, "default", &mesh);
     if (r == 0) {
-        const char *v = json_string_value(json_object_get(json_object_get(mesh, "spec"),
+        const char *v = json_string_value(json_object_get(json_object_get(mesh, "status"),
                                                           "version"));
         printf("control plane version: %s\n", v ? v : "unknown");
     } else if (r == -ENOENT) {
