@@ -398,14 +398,26 @@ static bool put_str_value(struct w *w, const char *s, bool json)
         return puts_(w, "null");
     if (!json && logfmt_bare_ok(s) && w_fits(w, strlen(s)))
         return puts_(w, s);
-    if (!put(w, "\"", 1))
-        return false;
-    ok = put_escaped(w, s, json);
-    /* the closing quote has room: put_escaped keeps 4 bytes for `..."` */
-    if (w->len < w->cap)
-        w->p[w->len++] = '"';
-    else
+    /* opening quote + room for `..."`: put_escaped keeps that invariant, so the value can
+     * always be closed, however little of it fits */
+    if (!w_fits(w, 5)) {
         w->over = true;
+        return false;
+    }
+    w->p[w->len++] = '"';
+    ok = put_escaped(w, s, json);
+    w->p[w->len++] = '"';
+    return ok;
+}
+
+/* `<sep+key>` + string value, all or nothing: a key is never left without its value. */
+static bool put_fixed(struct w *w, const char *key, const char *val, bool json)
+{
+    size_t mark = w->len;
+    bool ok = puts_(w, key) && put_str_value(w, val != NULL ? val : "", json);
+
+    if (w->over)
+        w->len = mark;
     return ok;
 }
 
@@ -541,19 +553,16 @@ static unsigned format_line(char *out, unsigned outsz, enum dp_log_format fmt, u
         puts_(&w, ts);
         puts_(&w, "\",\"level\":\"");
         puts_(&w, dp_log_level_str(level));
-        puts_(&w, "\",\"scope\":");
-        put_str_value(&w, scope != NULL ? scope : "", true);
-        puts_(&w, ",\"msg\":");
+        puts_(&w, "\"");
     } else {
         puts_(&w, "ts=");
         puts_(&w, ts);
         puts_(&w, " level=");
         puts_(&w, dp_log_level_str(level));
-        puts_(&w, " scope=");
-        put_str_value(&w, scope != NULL ? scope : "", false);
-        puts_(&w, " msg=");
     }
-    if (!put_str_value(&w, msg != NULL ? msg : "", json))
+    if (!put_fixed(&w, json ? ",\"scope\":" : " scope=", scope, json))
+        truncated = true;
+    if (!put_fixed(&w, json ? ",\"msg\":" : " msg=", msg, json))
         truncated = true;
     if (suppressed > 0) {
         char num[48];

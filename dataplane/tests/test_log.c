@@ -423,6 +423,40 @@ static void test_truncation(void **state)
     }
 }
 
+/* Every buffer size from the smallest well-formed one up: the line is always one valid
+ * logfmt line / JSON object, whichever value or fixed field the cut lands in. */
+static void test_truncation_sweep(void **state)
+{
+    static const char *const vals[] = {"", "plain", "two words", "K\xc4" "D\xc4\xf9\xf9",
+                                       "\"\"\"\"\"\"\"\"\"\"\"\"", "\n\n\n\n\n\n\n\n\n"};
+    char buf[700];
+    unsigned sz, v, len;
+    int fmt;
+
+    (void)state;
+    for (v = 0; v < DP_ARRAY_SIZE(vals); v++) {
+        const struct dp_log_field f[] = {DP_LS("v", vals[v]), DP_LS("", "k"),
+                                         DP_LS("token", vals[v]), DP_LU("n", 5),
+                                         DP_LS("w", vals[v])};
+        for (fmt = 0; fmt < 2; fmt++) {
+            for (sz = 97; sz <= sizeof(buf); sz++) {
+                len = dp_log_format_line(buf, sz, (enum dp_log_format)fmt, TS_US, DP_LOG_WARN,
+                                         vals[v], vals[v], f, DP_ARRAY_SIZE(f));
+                assert_true(len < sz);
+                if (fmt == DP_LOG_JSON) {
+                    json_error_t err;
+                    json_t *o = json_loadb(buf, len, 0, &err);
+                    if (o == NULL)
+                        fail_msg("size %u value %u: %s: %s", sz, v, err.text, buf);
+                    json_decref(o);
+                } else if (parse_logfmt(buf, kvs, 64) < 4) {
+                    fail_msg("size %u value %u: bad logfmt: %s", sz, v, buf);
+                }
+            }
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ levels */
 
 static int evaluated;
@@ -573,7 +607,8 @@ int main(void)
             cmocka_unit_test(test_logfmt_basic),       cmocka_unit_test(test_json_basic),
             cmocka_unit_test(test_logfmt_hostile),     cmocka_unit_test(test_json_hostile),
             cmocka_unit_test(test_random_values),      cmocka_unit_test(test_redaction_and_keys),
-            cmocka_unit_test(test_truncation),         cmocka_unit_test(test_level_spec),
+            cmocka_unit_test(test_truncation),         cmocka_unit_test(test_truncation_sweep),
+            cmocka_unit_test(test_level_spec),
             cmocka_unit_test(test_init_from_env),      cmocka_unit_test(test_ratelimit),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
