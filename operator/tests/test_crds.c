@@ -162,6 +162,24 @@ static void test_crd_files(void **state)
             }
             assert_non_null(json_object_get(json_object_get(v, "subresources"), "status"));
             assert_true(json_array_size(json_object_get(v, "additionalPrinterColumns")) >= 1);
+            {
+                static const char *const col_keys[] = {"name",     "type",     "jsonPath",
+                                                       "description", "format", "priority"};
+                json_t *col, *cv;
+                const char *ck;
+                size_t ci;
+
+                json_array_foreach(json_object_get(v, "additionalPrinterColumns"), ci, col) {
+                    json_object_foreach(col, ck, cv) {
+                        bool known = false;
+
+                        for (size_t x = 0; x < sizeof(col_keys) / sizeof(col_keys[0]); x++)
+                            known |= strcmp(ck, col_keys[x]) == 0;
+                        if (!known || !json_is_string(cv))
+                            fail_msg("%s %s: printer column key \"%s\"", e->file, vn, ck);
+                    }
+                }
+            }
             assert_string_equal(json_string_value(json_object_get(schema, "type")), "object");
             assert_non_null(json_object_get(json_object_get(schema, "properties"), "spec"));
             assert_non_null(json_object_get(json_object_get(schema, "properties"), "status"));
