@@ -16,6 +16,15 @@ LDFLAGS="-s -w"
 
 log() { echo "build-tools: $*" >&2; }
 
+# Go >= 1.24 (the machine's /usr/local/go; Debian's golang-go 1.19 is too old)
+if [ -x /usr/local/go/bin/go ]; then export PATH=/usr/local/go/bin:$PATH; fi
+command -v go >/dev/null || { log "no go toolchain found"; exit 1; }
+gov=$(go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n1.24\n' "$gov" | sort -V | head -1)" != 1.24 ]; then
+    log "go $gov is too old (need >= 1.24)"
+    exit 1
+fi
+
 # with_lock <name> cmd... : one builder per tool at a time
 with_lock() {
     local name=$1
@@ -45,7 +54,7 @@ mkmod() {
 build_kubernetes() {
     local out=$CACHE/kubernetes-$K8S_VERSION
     [ -e "$out/.done" ] && return 0
-    log "building kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, kubelet) — takes a while"
+    log "building kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl) — takes a while"
     local src=$CACHE/src/kubernetes-$K8S_VERSION
     go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >"$CACHE/log/k8s-download.json"
     local kdir
@@ -55,7 +64,7 @@ build_kubernetes() {
         reps+=("replace $m => $m $K8S_STAGING_VERSION")
     done
     mkmod "$src" ambit.local/k8stools "require k8s.io/kubernetes $K8S_VERSION" "${reps[@]}"
-    local cmds=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl kubelet)
+    local cmds=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl ${AMBIT_BUILD_KUBELET:+kubelet})
     local pkgs=()
     for m in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
     rm -rf "$out.tmp"
