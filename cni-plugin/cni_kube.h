@@ -1,0 +1,37 @@
+/*
+ * cni_kube.h — who is enrolled (reference §1.2) and the API-server lookup it needs.
+ *
+ * The lookup is one function (cni_kube_lookup) over the dataplane kube client, so the transport
+ * can change without touching the decision. The decision itself is pure and unit-tested.
+ */
+#ifndef CNI_KUBE_H
+#define CNI_KUBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "cni_config.h"
+
+#define CNI_LABEL_DATAPLANE_MODE "istio.io/dataplane-mode"
+#define CNI_ANNOTATION_SIDECAR   "sidecar.istio.io/status"
+
+/**
+ * GET pod <ns>/<name> and namespace <ns> with the kubeconfig from the plugin config, each
+ * bounded by conf->kube_timeout_ms. Returns 0 and two NEW references, or -errno with a
+ * message in errbuf (-ENOENT: kubeconfig or object missing; -ETIMEDOUT, -ECONNREFUSED...).
+ */
+int cni_kube_lookup(const struct cni_conf *conf, const char *ns, const char *name,
+                    json_t **ret_pod, json_t **ret_ns, char *errbuf, size_t errsz);
+
+/**
+ * Should this pod be captured? Ambient if the pod is labelled
+ * istio.io/dataplane-mode=ambient, or its namespace is and the pod does not opt out with
+ * =none. Never: excluded namespaces, hostNetwork pods, sidecar-injected pods, the mesh's own
+ * pods (node agent / ztunnel in the mesh namespace). Returns true/false and a static reason.
+ */
+bool cni_enrol_decide(const struct cni_conf *conf, const json_t *pod, const json_t *ns,
+                      const char **ret_reason);
+
+#endif
