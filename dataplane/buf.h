@@ -44,7 +44,8 @@ static inline size_t dp_buf_room(const struct dp_buf *b)
 }
 
 /** Make sure at least `min` bytes are writable at dp_buf_tail(). May compact or reallocate
- *  (*b may change). -EMSGSIZE if len + min would exceed the limit, -ENOMEM on allocation failure. */
+ *  (*b may change). -EMSGSIZE if len + min would exceed the limit, -ENOMEM on allocation failure.
+ */
 int dp_buf_reserve(struct dp_buf **b, size_t min);
 /** Mark n bytes written at the tail (after a reserve + write/read()). */
 void dp_buf_commit(struct dp_buf *b, size_t n);

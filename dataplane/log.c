@@ -79,9 +79,9 @@ static int parse_level(const char *s, size_t n)
         const char *name;
         int level;
     } names[] = {
-            {"off", LEVEL_OFF},        {"none", LEVEL_OFF},    {"error", DP_LOG_ERROR},
-            {"warn", DP_LOG_WARN},     {"warning", DP_LOG_WARN}, {"info", DP_LOG_INFO},
-            {"debug", DP_LOG_DEBUG},   {"trace", DP_LOG_TRACE},
+            {"off", LEVEL_OFF},      {"none", LEVEL_OFF},      {"error", DP_LOG_ERROR},
+            {"warn", DP_LOG_WARN},   {"warning", DP_LOG_WARN}, {"info", DP_LOG_INFO},
+            {"debug", DP_LOG_DEBUG}, {"trace", DP_LOG_TRACE},
     };
     size_t i;
 
@@ -94,8 +94,8 @@ static int parse_level(const char *s, size_t n)
 
 static bool scope_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == ':';
 }
 
 static void trim(const char **s, size_t *n)
@@ -322,8 +322,7 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 /* Code points that some viewers treat as line breaks or controls: always escaped. */
 static bool cp_needs_escape(uint32_t cp)
 {
-    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 ||
-           cp == 0x2029;
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029;
 }
 
 /*
@@ -423,15 +422,15 @@ static bool put_fixed(struct w *w, const char *key, const char *val, bool json)
 
 static bool key_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == '/' || c == '@' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == '/' || c == '@' || c == ':';
 }
 
 /* Keys come from code, but we still never let one break the line format. */
 static bool put_key(struct w *w, const char *key, bool json, bool first)
 {
-    static const char *const reserved[] = {"ts", "level", "scope", "msg", "suppressed",
-                                           "truncated"};
+    static const char *const reserved[] = {"ts",  "level",      "scope",
+                                           "msg", "suppressed", "truncated"};
     char k[KEY_MAX + 8];
     size_t n = 0, i;
 
@@ -466,8 +465,8 @@ static bool ci_contains(const char *hay, const char *needle)
 /* Keys that name secrets: their values are never written, whatever their type. */
 static bool key_is_secret(const char *key)
 {
-    static const char *const words[] = {"key",    "token",      "password", "passwd",
-                                        "secret", "authorization", "cookie", "credential"};
+    static const char *const words[] = {"key",    "token",         "password", "passwd",
+                                        "secret", "authorization", "cookie",   "credential"};
     size_t i;
 
     if (key == NULL)
@@ -566,8 +565,7 @@ static unsigned format_line(char *out, unsigned outsz, enum dp_log_format fmt, u
         truncated = true;
     if (suppressed > 0) {
         char num[48];
-        snprintf(num, sizeof(num), json ? ",\"suppressed\":%llu" : " suppressed=%llu",
-                 suppressed);
+        snprintf(num, sizeof(num), json ? ",\"suppressed\":%llu" : " suppressed=%llu", suppressed);
         puts_(&w, num);
     }
     for (i = 0; i < n && !w.over; i++) {
@@ -744,8 +742,8 @@ void dp_log_flush_suppressed(void)
         pthread_mutex_unlock(&rl_lock);
         if (copy.hash == 0 || copy.suppressed == 0)
             continue;
-        len = format_line(line, sizeof(line), atomic_load(&log_format), unix_now_us(),
-                          copy.level, copy.scope, copy.msg, NULL, 0, copy.suppressed);
+        len = format_line(line, sizeof(line), atomic_load(&log_format), unix_now_us(), copy.level,
+                          copy.scope, copy.msg, NULL, 0, copy.suppressed);
         write_line(line, len);
     }
 }

@@ -349,12 +349,17 @@ static void slot_mark(struct dp_loop *loop, unsigned slot)
 
 void dp_timer_arm(struct dp_loop *loop, struct dp_timer *t, uint64_t delay_ms)
 {
-    uint64_t expire;
-    unsigned slot;
-
     if (delay_ms > MAX_DELAY_MS)
         delay_ms = MAX_DELAY_MS;
-    expire = loop->now + delay_ms;
+    dp_timer_arm_at(loop, t, loop->now + delay_ms);
+}
+
+void dp_timer_arm_at(struct dp_loop *loop, struct dp_timer *t, uint64_t expire)
+{
+    unsigned slot;
+
+    if (expire > loop->now + MAX_DELAY_MS)
+        expire = loop->now + MAX_DELAY_MS;
     /* never before the first unprocessed millisecond, or the visit order would skip it */
     if (expire < loop->cur)
         expire = loop->cur;
@@ -416,8 +421,7 @@ static int run_timers(struct dp_loop *loop)
         /* separate the due timers before running any callback, so re-arms during the
          * callbacks cannot interleave with the ones that stay */
         dp_list_init(&due);
-        dp_list_for_each_safe(pos, tmp, &loop->slots[slot])
-        {
+        dp_list_for_each_safe(pos, tmp, &loop->slots[slot]) {
             struct dp_timer *t = dp_container_of(pos, struct dp_timer, link);
             if (t->expire_ms <= at) {
                 dp_list_del(pos);

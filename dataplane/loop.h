@@ -35,7 +35,7 @@ typedef void dp_signal_cb(struct dp_loop *loop, int signo, void *arg);
 
 struct dp_io {
     int fd;
-    unsigned events;   /* currently requested DP_EV_READ|DP_EV_WRITE */
+    unsigned events; /* currently requested DP_EV_READ|DP_EV_WRITE */
     bool registered;
     dp_io_cb *cb;
     void *arg;
@@ -90,6 +90,9 @@ void dp_timer_init(struct dp_timer *t, dp_timer_cb *cb, void *arg);
  *  was already processed) fires in the first round at a later millisecond. Delays are clamped
  *  to 2^40 ms. The callback runs with t already disarmed, so it may re-arm or free-by-defer. */
 void dp_timer_arm(struct dp_loop *loop, struct dp_timer *t, uint64_t delay_ms);
+/** Arm (or re-arm) t to fire at absolute time at_ms (dp_loop_now() clock); a time in the
+ *  past fires in the next round, like delay 0. */
+void dp_timer_arm_at(struct dp_loop *loop, struct dp_timer *t, uint64_t at_ms);
 /** Disarm; harmless when not armed. */
 void dp_timer_cancel(struct dp_timer *t);
 static inline bool dp_timer_armed(const struct dp_timer *t)
@@ -97,7 +100,8 @@ static inline bool dp_timer_armed(const struct dp_timer *t)
     return dp_list_linked(&t->link);
 }
 
-/* ---- deferred stage: callbacks run once, after io and timers of the current round */
+/* ---- deferred stage: callbacks run once, after io and timers of the current round.
+ * For "as soon as possible" work use a defer, not a 0 ms timer (which may wait up to 1 ms). */
 void dp_defer_init(struct dp_defer *d, dp_defer_cb *cb, void *arg);
 /** Schedule d (idempotent while pending). */
 void dp_loop_defer(struct dp_loop *loop, struct dp_defer *d);

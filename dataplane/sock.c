@@ -142,8 +142,7 @@ int dp_sock_parse_ip(const char *s, uint16_t port, struct sockaddr_storage *ret_
     return 0;
 }
 
-const char *dp_sock_format_addr(const struct sockaddr *sa, socklen_t len, char *out,
-                                size_t outsz)
+const char *dp_sock_format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outsz)
 {
     char ip[INET6_ADDRSTRLEN];
 
@@ -161,7 +160,8 @@ const char *dp_sock_format_addr(const struct sockaddr *sa, socklen_t len, char *
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
         snprintf(out, outsz, "[%s]:%u", ip, ntohs(sin6->sin6_port));
-    } else if (sa->sa_family == AF_UNIX && len >= (socklen_t)offsetof(struct sockaddr_un, sun_path)) {
+    } else if (sa->sa_family == AF_UNIX &&
+               len >= (socklen_t)offsetof(struct sockaddr_un, sun_path)) {
         const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
         size_t n = (size_t)len - offsetof(struct sockaddr_un, sun_path);
         if (n > sizeof(sun->sun_path))
@@ -464,8 +464,7 @@ static int unix_addr(const char *path, struct sockaddr_un *sun, socklen_t *len)
     return 0;
 }
 
-int dp_sock_listen_unix(const char *path, unsigned mode, int backlog, unsigned flags,
-                        int *ret_fd)
+int dp_sock_listen_unix(const char *path, unsigned mode, int backlog, unsigned flags, int *ret_fd)
 {
     struct sockaddr_un sun;
     socklen_t len;

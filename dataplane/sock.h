@@ -36,8 +36,7 @@ int dp_sock_parse_ip(const char *s, uint16_t port, struct sockaddr_storage *ret_
  * sockets) into out (always NUL-terminated). Returns out, so it can be used inline in logs;
  * unknown families give "?".
  */
-const char *dp_sock_format_addr(const struct sockaddr *sa, socklen_t len, char *out,
-                                size_t outsz);
+const char *dp_sock_format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outsz);
 /** Port of an AF_INET/AF_INET6 address (host order), 0 for other families. */
 uint16_t dp_sock_addr_port(const struct sockaddr *sa);
 /** Set the port of an AF_INET/AF_INET6 address. -EAFNOSUPPORT for other families. */
@@ -49,13 +48,13 @@ bool dp_sock_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 
 /** Options for dp_sock_listen_tcp / dp_sock_connect_tcp; a zeroed struct means "none". */
 struct dp_sock_opts {
-    uint32_t mark;        /* SO_MARK when non-zero (needs CAP_NET_ADMIN) */
-    bool transparent;     /* IP_TRANSPARENT / IPV6_TRANSPARENT (CAP_NET_ADMIN) */
-    bool freebind;        /* IP_FREEBIND / IPV6_FREEBIND: bind to an address not (yet) local */
-    bool reuseport;       /* listen: SO_REUSEPORT (one listener per loop thread) */
-    bool v6only;          /* AF_INET6: IPV6_V6ONLY (default: dual-stack) */
-    bool nodelay;         /* TCP_NODELAY (accepted sockets inherit it from the listener) */
-    int backlog;          /* listen: backlog, 0 = SOMAXCONN */
+    uint32_t mark;    /* SO_MARK when non-zero (needs CAP_NET_ADMIN) */
+    bool transparent; /* IP_TRANSPARENT / IPV6_TRANSPARENT (CAP_NET_ADMIN) */
+    bool freebind;    /* IP_FREEBIND / IPV6_FREEBIND: bind to an address not (yet) local */
+    bool reuseport;   /* listen: SO_REUSEPORT (one listener per loop thread) */
+    bool v6only;      /* AF_INET6: IPV6_V6ONLY (default: dual-stack) */
+    bool nodelay;     /* TCP_NODELAY (accepted sockets inherit it from the listener) */
+    int backlog;      /* listen: backlog, 0 = SOMAXCONN */
     /* connect: bind to this source first (port 0 = any; IP_BIND_ADDRESS_NO_PORT is set so
      * the port is picked at connect time and not reserved per address) — borrowed */
     const struct sockaddr *bind_addr;
@@ -103,8 +102,7 @@ int dp_sock_original_dst(int fd, struct sockaddr_storage *ret_ss, socklen_t *ret
  * with chmod() after bind (e.g. 0660). backlog 0 = SOMAXCONN. -ENAMETOOLONG if the path does
  * not fit sun_path. The fd is non-blocking unless flags has DP_SOCK_BLOCKING.
  */
-int dp_sock_listen_unix(const char *path, unsigned mode, int backlog, unsigned flags,
-                        int *ret_fd);
+int dp_sock_listen_unix(const char *path, unsigned mode, int backlog, unsigned flags, int *ret_fd);
 /** Connect to a unix stream socket (abstract with '@'). Non-blocking connects to a unix socket
  *  complete at once or fail (-EAGAIN: the listener's backlog is full; -ECONNREFUSED, -ENOENT). */
 int dp_sock_connect_unix(const char *path, unsigned flags, int *ret_fd);

@@ -2,11 +2,10 @@
  * Input: first byte picks the buffer size, the rest is split at '\0'-free boundaries into
  * scope / msg / value. Properties: never crashes or overflows; with a normal buffer every
  * line is exactly one line (one '\n', at the end), and the JSON form parses with jansson. */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "log.h"
 

@@ -1,4 +1,6 @@
 /* test_buf.c — unit tests for dataplane/buf.c */
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first */
+/* clang-format off */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "buf.h"
 

@@ -1,4 +1,6 @@
 /* test_log.c — unit tests for dataplane/log.c */
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first */
+/* clang-format off */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -10,8 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <jansson.h>
+#include <cmocka.h>
+/* clang-format on */
 
 #include "common.h"
 #include "log.h"
@@ -152,10 +155,14 @@ static void test_logfmt_basic(void **state)
 {
     (void)state;
     const struct dp_log_field f[] = {
-            DP_LS("src.addr", "10.0.0.1:1234"), DP_LU("bytes_sent", 18446744073709551615ull),
-            DP_LI("delta", -5),                 DP_LB("ok", 1),
-            DP_LF("ratio", 0.25),               DP_LERR(-ECONNREFUSED),
-            DP_LS("empty", ""),                 DP_LS("nil", NULL),
+            DP_LS("src.addr", "10.0.0.1:1234"),
+            DP_LU("bytes_sent", 18446744073709551615ull),
+            DP_LI("delta", -5),
+            DP_LB("ok", 1),
+            DP_LF("ratio", 0.25),
+            DP_LERR(-ECONNREFUSED),
+            DP_LS("empty", ""),
+            DP_LS("nil", NULL),
     };
     unsigned len = dp_log_format_line(line, sizeof(line), DP_LOG_LOGFMT, TS_US, DP_LOG_INFO,
                                       "hbone", "connection complete", f, DP_ARRAY_SIZE(f));
@@ -172,19 +179,23 @@ static void test_json_basic(void **state)
 {
     (void)state;
     const struct dp_log_field f[] = {
-            DP_LS("src.addr", "10.0.0.1:1234"), DP_LU("bytes", 42), DP_LI("d", -1),
-            DP_LB("ok", 0),  DP_LF("nan", 0.0 / 0.0), DP_LERR(ENOENT), DP_LS("nil", NULL),
+            DP_LS("src.addr", "10.0.0.1:1234"),
+            DP_LU("bytes", 42),
+            DP_LI("d", -1),
+            DP_LB("ok", 0),
+            DP_LF("nan", 0.0 / 0.0),
+            DP_LERR(ENOENT),
+            DP_LS("nil", NULL),
     };
     json_error_t err;
     json_t *o;
 
-    dp_log_format_line(line, sizeof(line), DP_LOG_JSON, TS_US, DP_LOG_WARN, "kube", "watch",
-                       f, DP_ARRAY_SIZE(f));
+    dp_log_format_line(line, sizeof(line), DP_LOG_JSON, TS_US, DP_LOG_WARN, "kube", "watch", f,
+                       DP_ARRAY_SIZE(f));
     assert_int_equal(line[strlen(line) - 1], '\n');
     o = json_loads(line, 0, &err);
     assert_non_null(o);
-    assert_string_equal(json_string_value(json_object_get(o, "ts")),
-                        "2026-03-01T12:00:00.123456Z");
+    assert_string_equal(json_string_value(json_object_get(o, "ts")), "2026-03-01T12:00:00.123456Z");
     assert_string_equal(json_string_value(json_object_get(o, "level")), "warn");
     assert_string_equal(json_string_value(json_object_get(o, "scope")), "kube");
     assert_string_equal(json_string_value(json_object_get(o, "msg")), "watch");
@@ -307,8 +318,7 @@ static void test_random_values(void **state)
         }
         v[n] = '\0';
         const struct dp_log_field f[] = {DP_LS("v", v)};
-        dp_log_format_line(line, sizeof(line), DP_LOG_LOGFMT, TS_US, DP_LOG_INFO, "s", "m", f,
-                           1);
+        dp_log_format_line(line, sizeof(line), DP_LOG_LOGFMT, TS_US, DP_LOG_INFO, "s", "m", f, 1);
         assert_int_equal(parse_logfmt(line, kvs, 64), 5);
         assert_int_equal(kvs[4].vlen, n);
         assert_memory_equal(kvs[4].val, v, n);
@@ -324,10 +334,14 @@ static void test_redaction_and_keys(void **state)
 {
     (void)state;
     const struct dp_log_field f[] = {
-            DP_LS("api_key", "s3cr3t-1"),  DP_LS("Authorization", "Bearer s3cr3t-2"),
-            DP_LS("token", "s3cr3t-3"),    DP_LU("private_key_bits", 31337),
-            DP_LS("client.Password", "s3cr3t-4"), DP_LS("msg", "not the message"),
-            DP_LS("a b=\"c\n", "v"),       DP_LS("", "empty key"),
+            DP_LS("api_key", "s3cr3t-1"),
+            DP_LS("Authorization", "Bearer s3cr3t-2"),
+            DP_LS("token", "s3cr3t-3"),
+            DP_LU("private_key_bits", 31337),
+            DP_LS("client.Password", "s3cr3t-4"),
+            DP_LS("msg", "not the message"),
+            DP_LS("a b=\"c\n", "v"),
+            DP_LS("", "empty key"),
     };
     int n, fmt;
 
@@ -377,8 +391,8 @@ static void test_truncation(void **state)
         char small[1024];
 
         /* one huge value: cut with "...", still one well-formed line */
-        len = dp_log_format_line(small, sizeof(small), (enum dp_log_format)fmt, TS_US,
-                                 DP_LOG_INFO, "s", "m", one, 3);
+        len = dp_log_format_line(small, sizeof(small), (enum dp_log_format)fmt, TS_US, DP_LOG_INFO,
+                                 "s", "m", one, 3);
         assert_true(len < sizeof(small));
         assert_int_equal(small[len - 1], '\n');
         assert_non_null(strstr(small, "truncated"));
@@ -393,8 +407,8 @@ static void test_truncation(void **state)
             assert_string_equal(find(kvs, n, "truncated")->val, "true");
         }
         /* many fields: cut at a field boundary */
-        len = dp_log_format_line(small, sizeof(small), (enum dp_log_format)fmt, TS_US,
-                                 DP_LOG_INFO, "s", "m", f, DP_ARRAY_SIZE(f));
+        len = dp_log_format_line(small, sizeof(small), (enum dp_log_format)fmt, TS_US, DP_LOG_INFO,
+                                 "s", "m", f, DP_ARRAY_SIZE(f));
         assert_true(len < sizeof(small));
         if (fmt == DP_LOG_JSON) {
             json_t *o = json_loads(small, 0, NULL);
@@ -411,8 +425,8 @@ static void test_truncation(void **state)
         for (i = 0; i < 100; i++) {
             char tiny[100];
             memset(tiny, 'Z', sizeof(tiny));
-            len = dp_log_format_line(tiny, i, (enum dp_log_format)fmt, TS_US, DP_LOG_INFO,
-                                     "scope", big, one, 3);
+            len = dp_log_format_line(tiny, i, (enum dp_log_format)fmt, TS_US, DP_LOG_INFO, "scope",
+                                     big, one, 3);
             if (i > 0) {
                 assert_true(len < i);
                 assert_int_equal(tiny[len], '\0');
@@ -427,8 +441,13 @@ static void test_truncation(void **state)
  * logfmt line / JSON object, whichever value or fixed field the cut lands in. */
 static void test_truncation_sweep(void **state)
 {
-    static const char *const vals[] = {"", "plain", "two words", "K\xc4" "D\xc4\xf9\xf9",
-                                       "\"\"\"\"\"\"\"\"\"\"\"\"", "\n\n\n\n\n\n\n\n\n"};
+    static const char *const vals[] = {"",
+                                       "plain",
+                                       "two words",
+                                       "K\xc4"
+                                       "D\xc4\xf9\xf9",
+                                       "\"\"\"\"\"\"\"\"\"\"\"\"",
+                                       "\n\n\n\n\n\n\n\n\n"};
     char buf[700];
     unsigned sz, v, len;
     int fmt;
@@ -604,12 +623,12 @@ static void test_ratelimit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_logfmt_basic),       cmocka_unit_test(test_json_basic),
-            cmocka_unit_test(test_logfmt_hostile),     cmocka_unit_test(test_json_hostile),
-            cmocka_unit_test(test_random_values),      cmocka_unit_test(test_redaction_and_keys),
-            cmocka_unit_test(test_truncation),         cmocka_unit_test(test_truncation_sweep),
-            cmocka_unit_test(test_level_spec),
-            cmocka_unit_test(test_init_from_env),      cmocka_unit_test(test_ratelimit),
+            cmocka_unit_test(test_logfmt_basic),   cmocka_unit_test(test_json_basic),
+            cmocka_unit_test(test_logfmt_hostile), cmocka_unit_test(test_json_hostile),
+            cmocka_unit_test(test_random_values),  cmocka_unit_test(test_redaction_and_keys),
+            cmocka_unit_test(test_truncation),     cmocka_unit_test(test_truncation_sweep),
+            cmocka_unit_test(test_level_spec),     cmocka_unit_test(test_init_from_env),
+            cmocka_unit_test(test_ratelimit),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

@@ -1,4 +1,6 @@
 /* test_loop.c — unit tests for dataplane/loop.c */
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first */
+/* clang-format off */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "loop.h"
 
@@ -137,6 +140,31 @@ static void test_timer_cancel_and_rearm(void **state)
     memset(&z, 0, sizeof(z));
     assert_false(dp_timer_armed(&z));
     dp_timer_cancel(&z);
+}
+
+static void test_timer_arm_at(void **state)
+{
+    struct dp_loop *loop = *state;
+    struct rec rec = {0};
+    struct tagged a = {.rec = &rec, .id = 1}, b = {.rec = &rec, .id = 2};
+    uint64_t start = dp_loop_now(loop);
+
+    dp_timer_init(&a.t, on_tagged, &a);
+    dp_timer_init(&b.t, on_tagged, &b);
+    dp_timer_arm_at(loop, &a.t, start + 7000);
+    dp_timer_arm_at(loop, &b.t, start - 500); /* in the past: next round */
+    assert_int_equal(a.t.expire_ms, start + 7000);
+    fake_now += 1;
+    assert_int_equal(dp_loop_run_once(loop, 0), 1);
+    assert_int_equal(rec.order[0], 2);
+    fake_now = start + 6999;
+    assert_int_equal(dp_loop_run_once(loop, 0), 0);
+    fake_now = start + 7000;
+    assert_int_equal(dp_loop_run_once(loop, 0), 1);
+    assert_int_equal(rec.order[1], 1);
+    dp_timer_arm_at(loop, &a.t, UINT64_MAX); /* clamped, no overflow */
+    assert_true(a.t.expire_ms > dp_loop_now(loop));
+    dp_timer_cancel(&a.t);
 }
 
 static void test_timer_huge_delay(void **state)
@@ -758,11 +786,11 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_timer_order_basic, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_cancel_and_rearm, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_huge_delay, setup_fake, teardown),
+            cmocka_unit_test_setup_teardown(test_timer_arm_at, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_churn, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_self_rearm_zero, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_real_wait, setup_real, teardown),
-            cmocka_unit_test_setup_teardown(test_timer_wait_uses_fresh_clock, setup_real,
-                                            teardown),
+            cmocka_unit_test_setup_teardown(test_timer_wait_uses_fresh_clock, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_deferred_close, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_io_removed_mid_dispatch, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_io_mod_quiet_and_error, setup_real, teardown),

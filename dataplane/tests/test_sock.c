@@ -1,4 +1,6 @@
 /* test_sock.c — unit tests for dataplane/sock.c (loopback, socketpairs, a private netns) */
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first */
+/* clang-format off */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "common.h"
 #include "sock.h"
@@ -55,11 +58,30 @@ static void test_parse_format(void **state)
             {"[::]:00015", "[::]:15", AF_INET6, 15},
     };
     static const char *const bad[] = {
-            "",           "1.2.3.4",     "1.2.3.4:",        "1.2.3.4:65536", "1.2.3.4:-1",
-            "1.2.3.4:+1", "::1:80",      "[::1]80",         "[::1]",         "[::1]:",
-            "host:80",    "1.2.3.4:80 ", " 1.2.3.4:80",     "01.2.3.4:80",   "[1.2.3.4]:80",
-            "1.2.3.4:000080", "[::1%lo]:80", "1.2.3:80",    "1.2.3.4.5:80",  "[]:80",
-            "1.2.3.4:8x", "[::1]:80]",   "[[::1]]:80",      "1.2.3.4:99999999999999999999",
+            "",
+            "1.2.3.4",
+            "1.2.3.4:",
+            "1.2.3.4:65536",
+            "1.2.3.4:-1",
+            "1.2.3.4:+1",
+            "::1:80",
+            "[::1]80",
+            "[::1]",
+            "[::1]:",
+            "host:80",
+            "1.2.3.4:80 ",
+            " 1.2.3.4:80",
+            "01.2.3.4:80",
+            "[1.2.3.4]:80",
+            "1.2.3.4:000080",
+            "[::1%lo]:80",
+            "1.2.3:80",
+            "1.2.3.4.5:80",
+            "[]:80",
+            "1.2.3.4:8x",
+            "[::1]:80]",
+            "[[::1]]:80",
+            "1.2.3.4:99999999999999999999",
             "[0:0:0:0:0:0:0:0:0]:1",
     };
     struct sockaddr_storage ss;
@@ -254,8 +276,8 @@ static void test_tcp_source_mark_transparent(void **state)
     struct sockaddr_storage la, src, peer;
     socklen_t ll, sl;
     struct dp_sock_opts lo = {.mark = 0x539, .transparent = true};
-    struct dp_sock_opts co = {.mark = 0x539, .transparent = true, .freebind = true,
-                              .nodelay = true};
+    struct dp_sock_opts co = {
+            .mark = 0x539, .transparent = true, .freebind = true, .nodelay = true};
     char out[DP_SOCK_ADDRSTRLEN];
     int l, c, s, v, r;
     socklen_t vl = sizeof(v);
