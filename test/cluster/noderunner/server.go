@@ -27,7 +27,9 @@ func (r *runner) serveAPI() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
-	mux.HandleFunc("/containerLogs/", r.handleLogs)
+	mux.HandleFunc("/containerLogs/", r.authed(r.handleLogs))
+	mux.HandleFunc("/exec/", r.authed(r.handleExec))
+	mux.HandleFunc("/portForward/", r.authed(r.handlePortForward))
 	srv := &http.Server{Addr: net.JoinHostPort(r.cfg.nodeIP, strconv.Itoa(r.cfg.port)), Handler: mux,
 		TLSConfig: &tls.Config{ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven}}
 	for {
@@ -37,24 +39,27 @@ func (r *runner) serveAPI() {
 	}
 }
 
-func (r *runner) handleLogs(rw http.ResponseWriter, req *http.Request) {
-	if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
-		http.Error(rw, "client certificate required", http.StatusUnauthorized)
-		return
+// authed: only clients with a certificate from the cluster CA (the apiserver) get in.
+func (r *runner) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(rw http.ResponseWriter, req *http.Request) {
+		if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
+			http.Error(rw, "client certificate required", http.StatusUnauthorized)
+			return
+		}
+		h(rw, req)
 	}
+}
+
+func (r *runner) handleLogs(rw http.ResponseWriter, req *http.Request) {
 	parts := strings.Split(strings.TrimPrefix(req.URL.Path, "/containerLogs/"), "/")
 	if len(parts) != 3 {
 		http.Error(rw, "want /containerLogs/<ns>/<pod>/<container>", http.StatusBadRequest)
 		return
 	}
 	var dir string
-	r.mu.Lock()
-	for _, w := range r.workers {
-		if w.pod.Namespace == parts[0] && w.pod.Name == parts[1] {
-			dir = w.dir
-		}
+	if w := r.findWorker(parts[0], parts[1]); w != nil {
+		dir = w.dir
 	}
-	r.mu.Unlock()
 	if dir == "" {
 		http.Error(rw, "pod not found on this node", http.StatusNotFound)
 		return

@@ -111,6 +111,55 @@ for node in amb-node1 amb-node2; do
     t_match "client on $node got the httpbin answer (kubectl logs)" "\"url\": \"http://httpbin.$NS_APP:8000/get\"" "$out"
 done
 
+# ---------------------------------------------------------------- exec / port-forward
+hb=$(kubectl -n "$NS_APP" get pods -l app=httpbin -o jsonpath='{.items[0].metadata.name}')
+t_eq "kubectl exec sees the pod's projected files" "$NS_APP" \
+    "$(kubectl -n "$NS_APP" exec "$hb" -- cat /var/run/secrets/kubernetes.io/serviceaccount/namespace 2>&1)"
+kubectl -n "$NS_APP" exec "$hb" -- sh -c 'exit 3' >>"$T_LOG" 2>&1
+t_eq "kubectl exec returns the exit code" 3 "$?"
+pf_log=$T_DIR/pf.log
+kubectl -n "$NS_APP" port-forward svc/httpbin :8000 >"$pf_log" 2>&1 &
+pf=$!
+t_wait_for 15 grep -q 'Forwarding from 127.0.0.1:' "$pf_log"
+pf_port=$(sed -n 's/^Forwarding from 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$pf_log" | head -1)
+t_eq "kubectl port-forward reaches the service" 200 \
+    "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:${pf_port:-1}/get")"
+kill "$pf" 2>/dev/null
+wait "$pf" 2>/dev/null
+
+# ---------------------------------------------------------------- DaemonSet, hostNetwork, per-node hostPath
+cat <<EOF | kubectl apply -f - >>"$T_LOG" 2>&1
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: nodeprobe, namespace: $NS_APP}
+spec:
+  selector: {matchLabels: {app: nodeprobe}}
+  template:
+    metadata: {labels: {app: nodeprobe}}
+    spec:
+      hostNetwork: true
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: probe
+        image: busybox:1.36
+        command: [sh, -c, 'echo \$NODE_NAME > /var/run/ambit/smoke-$sfx; exec sleep 3600']
+        env: [{name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
+        volumeMounts: [{name: run, mountPath: /var/run/ambit}]
+      volumes: [{name: run, hostPath: {path: /var/run/ambit, type: DirectoryOrCreate}}]
+EOF
+t_check "daemonset rolled out on both nodes" kubectl -n "$NS_APP" rollout status ds/nodeprobe --timeout=60s
+ds=$(kubectl -n "$NS_APP" get pods -l app=nodeprobe -o jsonpath='{range .items[*]}{.spec.nodeName}={.status.podIP} {end}')
+t_eq "hostNetwork pods have their node's IP" "amb-node1=10.240.0.11 amb-node2=10.240.0.12" \
+    "$(echo $ds | tr ' ' '\n' | sort | xargs)"
+for i in 1 2; do
+    f=$AMBIT_CLUSTER_DIR/nodes/node$i/root/var/run/ambit/smoke-$sfx
+    t_wait_for 10 test -s "$f"
+    t_eq "hostPath is per node (node$i's own copy)" "amb-node$i" "$(cat "$f" 2>&1)"
+done
+t_eq "host's own /var/run/ambit untouched" no "$([ -e "/var/run/ambit/smoke-$sfx" ] && echo yes || echo no)"
+t_check "delete daemonset" kubectl -n "$NS_APP" delete ds nodeprobe --wait=true --timeout=60s
+rm -f "$AMBIT_CLUSTER_DIR"/nodes/node*/root/var/run/ambit/smoke-"$sfx"
+
 # ---------------------------------------------------------------- helm
 chart=$T_DIR/smoke-chart
 mkdir -p "$chart/templates"
@@ -145,7 +194,10 @@ t_match "kubectl create token" '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$
 review=$(printf '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"%s"}}' "$token" |
     kubectl create -f - -o jsonpath='{.status.authenticated} {.status.user.username}' 2>&1)
 t_eq "TokenReview authenticates the token" "true system:serviceaccount:$NS_CLI:reader" "$review"
-bad=$(printf '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"%s"}}' "${token%?}x" |
+sig=${token##*.}
+[ "${sig:0:1}" = A ] && c=B || c=A
+tampered=${token%.*}.$c${sig:1}
+bad=$(printf '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"%s"}}' "$tampered" |
     kubectl create -f - -o jsonpath='{.status.authenticated}' 2>&1)
 t_match "TokenReview rejects a tampered token" '^(false)?$' "$bad"
 t_check "RBAC allows what the Role grants (list pods with the token)" \
