@@ -3,6 +3,7 @@
 /* clang-format off */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -550,6 +551,92 @@ static void test_init_from_env(void **state)
     close(p[1]);
 }
 
+/* ------------------------------------------------------------------ threads */
+
+#define EMIT_THREADS 4
+#define EMIT_LINES   500
+
+static void *emitter(void *arg)
+{
+    int id = (int)(intptr_t)arg, i;
+    char pad[300];
+
+    memset(pad, 'a' + id, sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    for (i = 0; i < EMIT_LINES; i++)
+        dp_info("thr", "line", DP_LI("t", id), DP_LI("i", i), DP_LS("pad", pad));
+    return NULL;
+}
+
+struct reader {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    ssize_t n;
+
+    while ((n = read(r->fd, r->buf + r->len, r->cap - r->len)) > 0)
+        r->len += (size_t)n;
+    return NULL;
+}
+
+/* Each line goes out in one write(2): lines from concurrent threads never interleave. */
+static void test_threads_whole_lines(void **state)
+{
+    struct reader rd = {0};
+    pthread_t th[EMIT_THREADS], rt;
+    int p[2], i, seen[EMIT_THREADS] = {0};
+    char *line_start, *nl;
+
+    (void)state;
+    assert_int_equal(pipe(p), 0);
+    rd.fd = p[0];
+    rd.cap = 4u << 20;
+    rd.buf = malloc(rd.cap);
+    assert_non_null(rd.buf);
+    assert_int_equal(pthread_create(&rt, NULL, reader_main, &rd), 0);
+    dp_log_set_fd(p[1]);
+    for (i = 0; i < EMIT_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, emitter, (void *)(intptr_t)i), 0);
+    for (i = 0; i < EMIT_THREADS; i++)
+        pthread_join(th[i], NULL);
+    dp_log_set_fd(2);
+    close(p[1]);
+    pthread_join(rt, NULL);
+    close(p[0]);
+    for (line_start = rd.buf; (size_t)(line_start - rd.buf) < rd.len; line_start = nl + 1) {
+        const struct kv *t, *ix, *pad;
+        int n, id;
+
+        nl = memchr(line_start, '\n', rd.len - (size_t)(line_start - rd.buf));
+        assert_non_null(nl);
+        memcpy(line, line_start, (size_t)(nl - line_start) + 1);
+        line[nl - line_start + 1] = '\0';
+        n = parse_logfmt(line, kvs, 64);
+        assert_int_equal(n, 7);
+        t = find(kvs, n, "t");
+        ix = find(kvs, n, "i");
+        pad = find(kvs, n, "pad");
+        assert_non_null(t);
+        assert_non_null(ix);
+        assert_non_null(pad);
+        id = atoi(t->val);
+        assert_true(id >= 0 && id < EMIT_THREADS);
+        assert_int_equal(atoi(ix->val), seen[id]); /* in order per thread, none lost */
+        assert_int_equal(pad->vlen, 299);
+        assert_int_equal(pad->val[0], 'a' + id);
+        assert_int_equal(pad->val[298], 'a' + id);
+        seen[id]++;
+    }
+    for (i = 0; i < EMIT_THREADS; i++)
+        assert_int_equal(seen[i], EMIT_LINES);
+    free(rd.buf);
+}
+
 /* ------------------------------------------------------------------ rate limiting */
 
 static uint64_t rl_now;
@@ -623,12 +710,12 @@ static void test_ratelimit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_logfmt_basic),   cmocka_unit_test(test_json_basic),
-            cmocka_unit_test(test_logfmt_hostile), cmocka_unit_test(test_json_hostile),
-            cmocka_unit_test(test_random_values),  cmocka_unit_test(test_redaction_and_keys),
-            cmocka_unit_test(test_truncation),     cmocka_unit_test(test_truncation_sweep),
-            cmocka_unit_test(test_level_spec),     cmocka_unit_test(test_init_from_env),
-            cmocka_unit_test(test_ratelimit),
+            cmocka_unit_test(test_logfmt_basic),        cmocka_unit_test(test_json_basic),
+            cmocka_unit_test(test_logfmt_hostile),      cmocka_unit_test(test_json_hostile),
+            cmocka_unit_test(test_random_values),       cmocka_unit_test(test_redaction_and_keys),
+            cmocka_unit_test(test_truncation),          cmocka_unit_test(test_truncation_sweep),
+            cmocka_unit_test(test_level_spec),          cmocka_unit_test(test_init_from_env),
+            cmocka_unit_test(test_threads_whole_lines), cmocka_unit_test(test_ratelimit),
     };
     return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
