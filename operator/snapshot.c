@@ -614,7 +614,7 @@ static int build_workloads(const struct op_inputs *in, const struct op_mesh_conf
         }
         wp = waypoint_ref(in, waypoints, pod, ns, true);
         snprintf(uid, sizeof(uid), "%s//Pod/%s/%s", cfg->cluster_id, ns, name);
-        obj = json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:o,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:o,s:o,"
+        obj = json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:o,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,"
                         "s:o,s:i}",
                         "uid", uid, "podUid", dp_kube_meta_str(pod, "uid"), "name", name,
                         "namespace", ns, "node", jstr(pod, "spec", "nodeName"), "addresses", ips,
@@ -627,7 +627,7 @@ static int build_workloads(const struct op_inputs *in, const struct op_mesh_conf
                         "status", pod_ready(pod) ? "Healthy" : "Unhealthy", "canonicalName",
                         cname ? cname : wname, "canonicalRevision", crev ? crev : "latest",
                         "workloadName", wname, "workloadType", wtype, "labels",
-                        labels ? labels : json_object(), "services", services, "waypoint",
+                        labels ? json_incref(labels) : json_object(), "services", services, "waypoint",
                         wp ? wp : json_null(), "authorizationPolicies", policies, "capacity", 1);
         if (obj == NULL || json_object_set_new(out, uid, obj) < 0) {
             r = -ENOMEM;
