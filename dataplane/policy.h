@@ -86,7 +86,7 @@ int dp_policy_check(const struct dp_mesh_snapshot *s, const struct dp_mesh_workl
 /* ------------------------------------------------------------------ compiler diagnostics */
 
 #define DP_POLICY_MAX_DIAGS 32
-#define DP_POLICY_DIAG_LEN  256
+#define DP_POLICY_DIAG_LEN  384
 
 /** Warnings and errors of a compiler run, each "<json path>: <message>", e.g.
  *  "spec.rules[1].to[0].operation.methods: ztunnel does not support HTTP attributes (rule
