@@ -152,6 +152,27 @@ static void put_chain(struct batch *bt, int family, const char *table, const cha
     nftnl_chain_free(c);
 }
 
+/* DELRULE without a handle: every rule of `chain`, or of the whole table when chain is NULL */
+static void put_flush(struct batch *bt, int family, const char *table, const char *chain)
+{
+    struct nftnl_rule *r = nftnl_rule_alloc();
+    struct nlmsghdr *nlh;
+    if (r == NULL) {
+        bt->err = bt->err ? bt->err : -ENOMEM;
+        return;
+    }
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table);
+    if (chain)
+        nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
+    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, (uint32_t)family);
+    nlh = msg_hdr(bt, NFT_MSG_DELRULE, (uint16_t)family, 0);
+    if (nlh) {
+        nftnl_rule_nlmsg_build_payload(nlh, r);
+        batch_commit(bt, nlh);
+    }
+    nftnl_rule_free(r);
+}
+
 /* ------------------------------------------------------------------ rule builder */
 
 struct rb {
@@ -403,12 +424,11 @@ static const void *probe_addr(const struct dp_nft_pod_opts *o, int nfproto)
     return nfproto == NFPROTO_IPV4 ? (const void *)&o->probe4 : (const void *)&o->probe6;
 }
 
-static void pod_rules(struct batch *bt, const struct dp_nft_pod_opts *o)
+/* The DNS chains stay (empty) if DNS capture is later switched off on a re-apply; removing
+ * them would cost the deletion penalty described in dp_nft_pod_batch on every apply. */
+static void pod_chains(struct batch *bt, const struct dp_nft_pod_opts *o)
 {
     const int F = NFPROTO_INET;
-    int fam[2], nf = families(o->ipv4, o->ipv6, fam);
-    struct rb rb;
-
     put_chain(bt, F, T, "prerouting-mangle", "filter", NF_INET_PRE_ROUTING, PRIO_MANGLE);
     put_chain(bt, F, T, "output-mangle", "route", NF_INET_LOCAL_OUT, PRIO_MANGLE);
     put_chain(bt, F, T, "prerouting-nat", "nat", NF_INET_PRE_ROUTING, PRIO_DSTNAT);
@@ -417,6 +437,13 @@ static void pod_rules(struct batch *bt, const struct dp_nft_pod_opts *o)
         put_chain(bt, F, T, "prerouting-raw", "filter", NF_INET_PRE_ROUTING, PRIO_RAW);
         put_chain(bt, F, T, "output-raw", "filter", NF_INET_LOCAL_OUT, PRIO_RAW);
     }
+}
+
+static void pod_rules(struct batch *bt, const struct dp_nft_pod_opts *o)
+{
+    const int F = NFPROTO_INET;
+    int fam[2], nf = families(o->ipv4, o->ipv6, fam);
+    struct rb rb;
 
     /* inbound from the agent's own sockets: remember the connection (connmark 0x111) */
     rb_start(&rb, F, T, "prerouting-mangle");
@@ -539,11 +566,18 @@ int dp_nft_pod_batch(const struct dp_nft_pod_opts *o, enum dp_nft_op op, uint32_
     if (r < 0)
         return r;
     batch_begin(&bt);
-    /* add (no-op if present) + delete: the table is gone afterwards either way */
+    /* add without EXCL: a no-op when the table is there */
     put_table(&bt, NFT_MSG_NEWTABLE, NLM_F_CREATE, NFPROTO_INET, T);
-    put_table(&bt, NFT_MSG_DELTABLE, 0, NFPROTO_INET, T);
-    if (op == DP_NFT_APPLY) {
-        put_table(&bt, NFT_MSG_NEWTABLE, NLM_F_CREATE, NFPROTO_INET, T);
+    if (op == DP_NFT_REMOVE) {
+        /* ...so the delete always finds it: the table is gone afterwards either way */
+        put_table(&bt, NFT_MSG_DELTABLE, 0, NFPROTO_INET, T);
+    } else {
+        /* Chains are added (no-op if present), the table's rules flushed and rewritten.
+         * Not "delete table + add table": any deletion makes the kernel flush its destroy
+         * work (an RCU grace period, milliseconds on a busy node) when our netlink socket
+         * closes, and a fresh pod has nothing to delete. */
+        pod_chains(&bt, o);
+        put_flush(&bt, NFPROTO_INET, T, NULL);
         pod_rules(&bt, o);
     }
     return batch_finish(&bt, ret_batch);
@@ -640,23 +674,7 @@ int dp_nft_host_batch(const struct dp_nft_host_opts *o, enum dp_nft_op op, uint3
     put_set(&bt, DP_NFT_PROBES_V6, TYPE_IP6ADDR, 16, 2);
     put_chain(&bt, F, T, C, "nat", NF_INET_POST_ROUTING, PRIO_SRCNAT);
     /* flush the chain (keeps the sets' members), then write the rules */
-    {
-        struct nftnl_rule *fr = nftnl_rule_alloc();
-        struct nlmsghdr *nlh;
-        if (fr == NULL) {
-            bt.err = -ENOMEM;
-        } else {
-            nftnl_rule_set_str(fr, NFTNL_RULE_TABLE, T);
-            nftnl_rule_set_str(fr, NFTNL_RULE_CHAIN, C);
-            nftnl_rule_set_u32(fr, NFTNL_RULE_FAMILY, F);
-            nlh = msg_hdr(&bt, NFT_MSG_DELRULE, F, 0);
-            if (nlh) {
-                nftnl_rule_nlmsg_build_payload(nlh, fr);
-                batch_commit(&bt, nlh);
-            }
-            nftnl_rule_free(fr);
-        }
-    }
+    put_flush(&bt, F, T, C);
     int fam[2], nf = families(o->ipv4, o->ipv6, fam);
     for (int i = 0; i < nf; i++) {
         struct rb rb;
@@ -797,10 +815,16 @@ static int render_rule(struct dp_buf **out, const struct nlmsghdr *nlh, bool del
     }
     const char *table = nftnl_rule_get_str(r, NFTNL_RULE_TABLE);
     const char *chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN);
+    if (del && chain == NULL) {
+        ret = dp_buf_appendf(out, "flush table %s %s\n",
+                             family_str((int)nftnl_rule_get_u32(r, NFTNL_RULE_FAMILY)),
+                             table ? table : "?");
+        goto out;
+    }
     if (del) {
         ret = dp_buf_appendf(out, "flush chain %s %s %s\n",
                              family_str((int)nftnl_rule_get_u32(r, NFTNL_RULE_FAMILY)),
-                             table ? table : "?", chain ? chain : "?");
+                             table ? table : "?", chain);
         goto out;
     }
     ret = dp_buf_appendf(out, "add rule %s %s %s\n",
@@ -1341,6 +1365,11 @@ int dp_nft_host_apply(const struct dp_nft_host_opts *o)
     struct dp_buf *b = NULL;
     int r = dp_nft_host_batch(o, DP_NFT_APPLY, 1, &b);
     return send_built(r, b);
+}
+
+int dp_nft_host_present(void)
+{
+    return dp_nft_table_exists(NFPROTO_INET, DP_NFT_HOST_TABLE);
 }
 
 int dp_nft_host_remove(void)

@@ -21,10 +21,10 @@
  * plus policy routing: `ip rule fwmark 0x111/0xfff pref 32764 lookup 100` and a local default
  * route on lo in table 100 (IPv4 and, when enabled, IPv6).
  *
- * Applying is "add table; delete table; add table; chains; rules" in one batch: the result is
- * the same whether the table existed or not (applying twice is a no-op, drift is repaired), and
- * the kernel commits all or nothing. Removing is "add table; delete table": exactly our table
- * goes, and it succeeds when nothing is there.
+ * Applying is "add table; add chains; flush table; add rules" in one batch ("add" = create if
+ * missing): the result is the same whether the table existed or not (applying twice is a no-op,
+ * drift in our table is repaired), and the kernel commits all or nothing. Removing is "add
+ * table; delete table": exactly our table goes, and it succeeds when nothing is there.
  *
  * Host side (host netns): table DP_NFT_HOST_TABLE with sets probes-v4/probes-v6 of enrolled pod
  * IPs and a srcnat postrouting rule SNATing locally generated TCP (kubelet probes) to those IPs
@@ -168,6 +168,9 @@ int dp_nft_pod_present(void);
 int dp_nft_pod_apply_in(int nsfd, const struct dp_nft_pod_opts *o);
 int dp_nft_pod_remove_in(int nsfd, const struct dp_nft_pod_opts *o);
 int dp_nft_pod_present_in(int nsfd);
+
+/** 1 if the host table exists in the current netns, 0 if not, -errno. */
+int dp_nft_host_present(void);
 
 /** Host side in the current netns: table setup / teardown and probe set membership. */
 int dp_nft_host_apply(const struct dp_nft_host_opts *o);

@@ -26,12 +26,11 @@
 static const char expect_pod_apply[] =
         "batch begin\n"
         "add table inet ambit\n"
-        "delete table inet ambit\n"
-        "add table inet ambit\n"
         "add chain inet ambit prerouting-mangle { type filter hook prerouting priority -150 policy accept }\n"
         "add chain inet ambit output-mangle { type route hook output priority -150 policy accept }\n"
         "add chain inet ambit prerouting-nat { type nat hook prerouting priority -100 policy accept }\n"
         "add chain inet ambit output-nat { type nat hook output priority -100 policy accept }\n"
+        "flush table inet ambit\n"
         "add rule inet ambit prerouting-mangle\n"
         "  [ meta load mark => reg 1 ]\n"
         "  [ bitwise reg 1 = ( reg 1 & 0x00000fff ) ^ 0x00000000 ]\n"
