@@ -137,6 +137,18 @@ static int open_netns(const struct cni_env *env, int *ret_fd, struct cni_error *
     return 0;
 }
 
+/* Kubelet probes to the pod are SNATed on the host (probe set in the agent's host table). The
+ * agent owns that table; when it is not there (yet) there is nothing to update. Asking first
+ * is much cheaper than letting a batch fail: the kernel's abort path costs milliseconds. */
+static void host_probe_set(const struct dp_nft_addr *addrs, size_t n, enum dp_nft_op op)
+{
+    if (n == 0 || dp_nft_host_present() <= 0)
+        return;
+    int r = dp_nft_host_members(addrs, n, op);
+    if (r < 0)
+        dp_warn(SCOPE, "probe SNAT set not updated", DP_LERR(r));
+}
+
 /* ------------------------------------------------------------------ ADD */
 
 static int cmd_add(const struct cni_env *env, struct cni_conf *c, FILE *out, struct cni_error *e)
@@ -226,11 +238,7 @@ static int cmd_add(const struct cni_env *env, struct cni_conf *c, FILE *out, str
     }
     rules = true;
 
-    if (c->n_ips) { /* host probe SNAT set: the agent owns the table; fine if it is not there */
-        r = dp_nft_host_members(c->ips, c->n_ips, DP_NFT_APPLY);
-        if (r < 0)
-            dp_debug(SCOPE, "probe set not updated (host table absent?)", DP_LERR(r));
-    }
+    host_probe_set(c->ips, c->n_ips, DP_NFT_APPLY);
 
     st = cni_agent_adopt_body(&p);
     if (st == NULL) {
@@ -320,8 +328,7 @@ static int cmd_del(const struct cni_env *env, struct cni_conf *c, struct cni_err
             dp_nft_addr_parse(json_string_value(v), &addrs[n]) == 0)
             n++;
     }
-    if (n && dp_nft_host_members(addrs, n, DP_NFT_REMOVE) < 0)
-        dp_debug(SCOPE, "probe set not updated");
+    host_probe_set(addrs, n, DP_NFT_REMOVE);
     state_remove(c, env->container_id);
     dp_info(SCOPE, "pod released", DP_LS("container", env->container_id),
             DP_LS("uid", uid ? uid : ""));
