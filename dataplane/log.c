@@ -443,7 +443,7 @@ static bool put_key(struct w *w, const char *key, bool json, bool first)
             break;
         }
     }
-    for (i = 0; key[i] != '\0' && i < KEY_MAX; i++)
+    for (i = 0; i < KEY_MAX && key[i] != '\0'; i++)
         k[n++] = key_char_ok(key[i]) ? key[i] : '_';
     if (json) {
         return put(w, first ? "\"" : ",\"", first ? 1 : 2) && put(w, k, n) && put(w, "\":", 2);
@@ -610,8 +610,8 @@ unsigned dp_log_format_line(char *out, unsigned outsz, enum dp_log_format fmt, u
 struct rl_entry {
     uint64_t hash;
     uint64_t window; /* start of the current window, ms */
-    unsigned count;
     unsigned long long suppressed;
+    unsigned count;
     enum dp_log_level level;
     char scope[RL_SCOPE_SZ];
     char msg[RL_MSG_SZ];

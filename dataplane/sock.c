@@ -409,7 +409,7 @@ int dp_sock_peer_addr(int fd, struct sockaddr_storage *ret_ss, socklen_t *ret_le
 
 int dp_sock_original_dst(int fd, struct sockaddr_storage *ret_ss, socklen_t *ret_len)
 {
-    struct sockaddr_storage local, ss;
+    struct sockaddr_storage local = {0}, ss;
     socklen_t l;
     int r;
 
