@@ -49,6 +49,20 @@ done <test/charts/cases.txt
 ncrd=$(cat crds/*.yaml 2>/dev/null | grep -c '^kind: CustomResourceDefinition')
 nren=$("$HELM" template x charts/base | grep -c '^kind: CustomResourceDefinition')
 t_eq "base renders every CRD in crds/" "$ncrd" "$nren"
+# (base is not a golden case: its content is crds/, which changes on its own)
+t_eq "base: every CRD kept on uninstall" "$ncrd" \
+    "$("$HELM" template x charts/base | grep -c 'helm.sh/resource-policy: keep')"
+t_eq "base: keepCRDs=false drops the annotation" 0 \
+    "$("$HELM" template x charts/base --set keepCRDs=false | grep -c 'helm.sh/resource-policy')"
+for f in crds/*.yaml; do
+    n=$(awk '/^  name: /{print $2; exit}' "$f")
+    [ -n "$n" ] || continue
+    if "$HELM" template x charts/base | grep -q "^  name: $n\$"; then
+        t_pass "base renders $n"
+    else
+        t_fail "base renders $n" "not in the rendered chart"
+    fi
+done
 
 # bad values fail with a message naming the value
 expect_fail() {
