@@ -1,0 +1,526 @@
+/*
+ * operator.c — informers, debounced snapshot + event log, CA root publication. See operator.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kube_queue.h"
+#include "log.h"
+#include "operator.h"
+
+#define SCOPE        "operator"
+#define LOG_MAX      20000 /* events kept for resumable streams */
+#define ROOT_CM      "istio-ca-root-cert"
+#define MAX_INFLIGHT 16
+
+enum inf_idx {
+    INF_NAMESPACES,
+    INF_PODS,
+    INF_SERVICES,
+    INF_SLICES,
+    INF_NODES,
+    INF_GATEWAYS,
+    INF_AUTHZ,
+    INF_PEERAUTHN,
+    INF_COUNT,
+};
+
+static const struct {
+    const struct dp_kube_resource *res;
+    bool required; /* snapshot waits for its first list */
+} INFORMERS[INF_COUNT] = {
+        [INF_NAMESPACES] = {&DP_KUBE_RES_NAMESPACES, true},
+        [INF_PODS] = {&DP_KUBE_RES_PODS, true},
+        [INF_SERVICES] = {&DP_KUBE_RES_SERVICES, true},
+        [INF_SLICES] = {&DP_KUBE_RES_ENDPOINTSLICES, true},
+        [INF_NODES] = {&DP_KUBE_RES_NODES, true},
+        /* CRDs that may not be installed: never block readiness on them */
+        [INF_GATEWAYS] = {&DP_KUBE_RES_GATEWAYS, false},
+        [INF_AUTHZ] = {&DP_KUBE_RES_AUTHORIZATIONPOLICIES, false},
+        [INF_PEERAUTHN] = {&DP_KUBE_RES_PEERAUTHENTICATIONS, false},
+};
+
+struct op_ctx {
+    struct dp_loop *loop;
+    struct op_options opts;
+    struct dp_kube_config *kcfg;
+    struct dp_kube_client *client;
+    struct dp_kube_multi *multi;
+    struct dp_kube_informer *inf[INF_COUNT];
+    struct op_ca *ca;
+
+    json_t *snap;        /* current mesh objects */
+    uint64_t version;    /* last event version */
+    json_t *log;         /* recent events, oldest first */
+    bool ready;
+    struct dp_timer debounce;
+    uint64_t dirty_since_ms; /* 0 = clean */
+    struct dp_list subs;
+
+    struct dp_kube_queue roots; /* namespaces whose root ConfigMap needs writing */
+    struct dp_timer roots_timer;
+    unsigned roots_inflight;
+
+    struct op_stats stats;
+};
+
+void op_options_defaults(struct op_options *o)
+{
+    static const char *const trusted[] = {"istio-system/ztunnel", "istio-system/ambit-node",
+                                          NULL};
+
+    memset(o, 0, sizeof(*o));
+    o->namespace = "istio-system";
+    op_mesh_config_defaults(&o->mesh);
+    o->trusted_accounts = trusted;
+    o->debounce_ms = 100;
+    o->debounce_max_ms = 1000;
+    o->cert_ttl_s = 86400;
+    o->publish_roots = true;
+}
+
+/* ------------------------------------------------------------------ snapshot */
+
+static const json_t *cache(const struct op_ctx *op, enum inf_idx i)
+{
+    return op->inf[i] ? dp_kube_informer_store(op->inf[i])->objs : NULL;
+}
+
+static void rebuild(struct op_ctx *op)
+{
+    struct op_inputs in = {
+            .namespaces = cache(op, INF_NAMESPACES),
+            .pods = cache(op, INF_PODS),
+            .services = cache(op, INF_SERVICES),
+            .endpointslices = cache(op, INF_SLICES),
+            .nodes = cache(op, INF_NODES),
+            .gateways = cache(op, INF_GATEWAYS),
+            .authorization_policies = cache(op, INF_AUTHZ),
+            .peer_authentications = cache(op, INF_PEERAUTHN),
+    };
+    struct op_snapshot_diags diags = {0};
+    json_t *snap = NULL, *events = NULL, *e;
+    uint64_t t0 = dp_now_us();
+    struct dp_list *p, *t;
+    size_t i;
+    int r;
+
+    r = op_snapshot_build(&in, &op->opts.mesh, &snap, &diags);
+    if (r < 0) {
+        dp_error(SCOPE, "snapshot build failed", DP_LERR(r));
+        return;
+    }
+    for (i = 0; i < diags.n; i++)
+        dp_warn(SCOPE, "skipped object", DP_LS("reason", diags.items[i]));
+    r = op_snapshot_diff(op->snap, snap, op->version + 1, &events);
+    if (r < 0) {
+        json_decref(snap);
+        dp_error(SCOPE, "snapshot diff failed", DP_LERR(r));
+        return;
+    }
+    json_decref(op->snap);
+    op->snap = snap;
+    op->version += json_array_size(events);
+    op->stats.rebuilds++;
+    op->stats.events += json_array_size(events);
+    op->stats.last_rebuild_ms = (double)(dp_now_us() - t0) / 1000.0;
+    json_array_foreach(events, i, e)
+        json_array_append(op->log, e);
+    if (json_array_size(op->log) > LOG_MAX) {
+        json_t *trimmed = json_array();
+        size_t from = json_array_size(op->log) - LOG_MAX / 2;
+
+        for (i = from; i < json_array_size(op->log); i++)
+            json_array_append(trimmed, json_array_get(op->log, i));
+        json_decref(op->log);
+        op->log = trimmed;
+    }
+    if (!op->ready) {
+        op->ready = true;
+        dp_info(SCOPE, "first snapshot built", DP_LU("version", op->version),
+                DP_LU("workloads", json_object_size(json_object_get(snap, "workload"))),
+                DP_LU("services", json_object_size(json_object_get(snap, "service"))));
+    } else {
+        dp_debug(SCOPE, "snapshot rebuilt", DP_LU("version", op->version),
+                 DP_LU("events", json_array_size(events)));
+    }
+    dp_list_for_each_safe(p, t, &op->subs) {
+        struct op_sub *s = dp_container_of(p, struct op_sub, link);
+
+        s->cb(op, events, s->arg);
+    }
+    json_decref(events);
+}
+
+static bool required_synced(const struct op_ctx *op)
+{
+    for (int i = 0; i < INF_COUNT; i++)
+        if (INFORMERS[i].required && !dp_kube_informer_synced(op->inf[i]))
+            return false;
+    return true;
+}
+
+static void on_debounce(struct dp_loop *loop, void *arg)
+{
+    struct op_ctx *op = arg;
+
+    (void)loop;
+    if (!required_synced(op)) {
+        dp_timer_arm(op->loop, &op->debounce, op->opts.debounce_ms);
+        return;
+    }
+    op->dirty_since_ms = 0;
+    rebuild(op);
+}
+
+/* Debounce: rebuild debounce_ms after the last change, but at most debounce_max_ms after the
+ * first unprocessed one, so a steady trickle of changes cannot starve the stream. */
+static void mark_dirty(struct op_ctx *op)
+{
+    uint64_t now = dp_loop_now(op->loop), delay = op->opts.debounce_ms;
+
+    if (op->dirty_since_ms == 0)
+        op->dirty_since_ms = now;
+    if (now + delay > op->dirty_since_ms + op->opts.debounce_max_ms)
+        delay = op->dirty_since_ms + op->opts.debounce_max_ms > now
+                        ? op->dirty_since_ms + op->opts.debounce_max_ms - now
+                        : 0;
+    dp_timer_arm(op->loop, &op->debounce, delay);
+}
+
+/* ------------------------------------------------------------------ root ConfigMaps */
+
+static void roots_kick(struct op_ctx *op);
+
+struct root_req {
+    struct op_ctx *op;
+    char ns[256];
+};
+
+static void on_root_applied(int r, long http, json_t *body, const char *errmsg, void *arg)
+{
+    struct root_req *rr = arg;
+    struct op_ctx *op = rr->op;
+    uint64_t now = dp_loop_now(op->loop);
+
+    (void)http;
+    (void)body;
+    op->roots_inflight--;
+    dp_kube_queue_finish(&op->roots, rr->ns, now);
+    if (r < 0 && r != -ENOENT) {
+        int64_t d = dp_kube_queue_retry(&op->roots, rr->ns, now);
+
+        op->stats.root_publish_errors++;
+        dp_warn(SCOPE, "publishing the root certificate failed", DP_LS("namespace", rr->ns),
+                DP_LS("detail", errmsg), DP_LI("retry_ms", d));
+    } else {
+        dp_kube_queue_forget(&op->roots, rr->ns);
+        if (r == 0)
+            op->stats.roots_published++;
+    }
+    free(rr);
+    roots_kick(op);
+}
+
+static void publish_root(struct op_ctx *op, const char *ns)
+{
+    struct root_req *rr = calloc(1, sizeof(*rr));
+    char *path = NULL, *full = NULL;
+    json_t *cm = NULL;
+    int r = -ENOMEM;
+
+    if (rr == NULL)
+        goto fail;
+    rr->op = op;
+    snprintf(rr->ns, sizeof(rr->ns), "%s", ns);
+    cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s}}", "apiVersion", "v1", "kind",
+                   "ConfigMap", "metadata", "name", ROOT_CM, "namespace", ns, "labels",
+                   "istio.io/config", "true", "data", "root-cert.pem", op->ca->root_pem);
+    if (cm == NULL)
+        goto fail;
+    r = dp_kube_path(&DP_KUBE_RES_CONFIGMAPS, ns, ROOT_CM, NULL, NULL, &path);
+    if (r < 0)
+        goto fail;
+    if (asprintf(&full, "%s?fieldManager=%s&force=true", path, DP_KUBE_FIELD_MANAGER) < 0) {
+        full = NULL;
+        r = -ENOMEM;
+        goto fail;
+    }
+    r = dp_kube_multi_request(op->multi, "PATCH", full, "application/apply-patch+yaml", cm,
+                              on_root_applied, rr, NULL);
+    if (r < 0)
+        goto fail;
+    op->roots_inflight++;
+    json_decref(cm);
+    free(path);
+    free(full);
+    return;
+fail:
+    dp_kube_queue_finish(&op->roots, ns, dp_loop_now(op->loop));
+    dp_kube_queue_retry(&op->roots, ns, dp_loop_now(op->loop));
+    free(rr);
+    json_decref(cm);
+    free(path);
+    free(full);
+}
+
+static void roots_kick(struct op_ctx *op)
+{
+    uint64_t now = dp_loop_now(op->loop);
+    const char *ns;
+    int64_t due;
+
+    while (op->roots_inflight < MAX_INFLIGHT && dp_kube_queue_pop(&op->roots, now, &ns) == 0) {
+        char copy[256];
+
+        snprintf(copy, sizeof(copy), "%s", ns);
+        /* a namespace being deleted gets no ConfigMap */
+        {
+            char key[300];
+            json_t *nso;
+            const char *phase;
+
+            snprintf(key, sizeof(key), "%s", copy);
+            nso = dp_kube_informer_get(op->inf[INF_NAMESPACES], key);
+            phase = json_string_value(json_object_get(json_object_get(nso, "status"), "phase"));
+            if (nso == NULL || (phase && strcmp(phase, "Terminating") == 0)) {
+                dp_kube_queue_finish(&op->roots, copy, now);
+                dp_kube_queue_forget(&op->roots, copy);
+                continue;
+            }
+        }
+        publish_root(op, copy);
+    }
+    due = dp_kube_queue_next_due(&op->roots, now);
+    if (due >= 0)
+        dp_timer_arm(op->loop, &op->roots_timer, (uint64_t)due);
+}
+
+static void on_roots_timer(struct dp_loop *loop, void *arg)
+{
+    (void)loop;
+    roots_kick(arg);
+}
+
+static void queue_root(struct op_ctx *op, const json_t *ns_obj)
+{
+    const char *name = dp_kube_meta_str(ns_obj, "name");
+
+    if (!op->opts.publish_roots || name == NULL)
+        return;
+    if (dp_kube_queue_add(&op->roots, name, dp_loop_now(op->loop), 0) == 0)
+        roots_kick(op);
+}
+
+/* ------------------------------------------------------------------ informer handlers */
+
+static void on_obj_add(json_t *obj, void *arg)
+{
+    struct op_ctx *op = arg;
+
+    if (json_is_string(json_object_get(obj, "kind")) &&
+        strcmp(json_string_value(json_object_get(obj, "kind")), "Namespace") == 0)
+        queue_root(op, obj);
+    mark_dirty(op);
+}
+
+static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
+{
+    (void)old_obj;
+    (void)new_obj;
+    mark_dirty(arg);
+}
+
+static void on_obj_delete(json_t *obj, void *arg)
+{
+    (void)obj;
+    mark_dirty(arg);
+}
+
+static void on_synced(struct dp_kube_informer *inf, void *arg)
+{
+    struct op_ctx *op = arg;
+
+    dp_info(SCOPE, "informer synced", DP_LS("resource", dp_kube_informer_resource(inf)->resource),
+            DP_LU("objects", dp_kube_store_size(dp_kube_informer_store(inf))));
+    mark_dirty(op);
+}
+
+static const struct dp_kube_informer_ops INF_OPS = {on_obj_add, on_obj_update, on_obj_delete,
+                                                    on_synced};
+
+/* ------------------------------------------------------------------ lifecycle */
+
+int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **ret_op)
+{
+    struct op_ctx *op;
+    char err[512] = "";
+    int r;
+
+    op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return -ENOMEM;
+    op->loop = loop;
+    op->opts = *opts;
+    dp_list_init(&op->subs);
+    dp_timer_init(&op->debounce, on_debounce, op);
+    dp_timer_init(&op->roots_timer, on_roots_timer, op);
+    dp_kube_queue_init(&op->roots, 200, 60000, 50, 200, 0);
+    op->snap = json_pack("{s:{},s:{},s:{},s:{}}", "workload", "service", "policy", "waypoint");
+    op->log = json_array();
+    if (op->snap == NULL || op->log == NULL) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    r = dp_kube_config_default(opts->kubeconfig, &op->kcfg, err, sizeof(err));
+    if (r < 0) {
+        dp_error(SCOPE, "no Kubernetes configuration", DP_LS("detail", err), DP_LERR(r));
+        goto fail;
+    }
+    r = dp_kube_client_new(op->kcfg, &op->client);
+    if (r < 0)
+        goto fail;
+    r = op_ca_bootstrap(op->client, opts->namespace, &op->ca, err, sizeof(err));
+    if (r < 0) {
+        dp_error(SCOPE, "CA bootstrap failed", DP_LS("detail", err), DP_LERR(r));
+        goto fail;
+    }
+    dp_info(SCOPE, "CA ready", DP_LS("source", op->ca->source));
+    r = dp_kube_multi_new(loop, op->kcfg, &op->multi);
+    if (r < 0)
+        goto fail;
+    for (int i = 0; i < INF_COUNT; i++) {
+        r = dp_kube_informer_new(op->multi, INFORMERS[i].res, NULL, NULL, &INF_OPS, op,
+                                 &op->inf[i]);
+        if (r < 0)
+            goto fail;
+        /* optional CRDs may be installed any time: look again every few seconds */
+        if (!INFORMERS[i].required)
+            dp_kube_informer_set_backoff(op->inf[i], 500, 5000);
+    }
+    *ret_op = op;
+    return 0;
+fail:
+    op_free(op);
+    return r;
+}
+
+int op_start(struct op_ctx *op)
+{
+    for (int i = 0; i < INF_COUNT; i++) {
+        int r = dp_kube_informer_start(op->inf[i]);
+
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+void op_free(struct op_ctx *op)
+{
+    if (op == NULL)
+        return;
+    for (int i = 0; i < INF_COUNT; i++)
+        dp_kube_informer_free(op->inf[i]);
+    dp_kube_multi_free(op->multi);
+    dp_timer_cancel(&op->debounce);
+    dp_timer_cancel(&op->roots_timer);
+    dp_kube_queue_done(&op->roots);
+    dp_kube_client_free(op->client);
+    dp_kube_config_free(op->kcfg);
+    op_ca_free(op->ca);
+    json_decref(op->snap);
+    json_decref(op->log);
+    free(op);
+}
+
+const json_t *op_snapshot(const struct op_ctx *op)
+{
+    return op->snap;
+}
+
+uint64_t op_version(const struct op_ctx *op)
+{
+    return op->version;
+}
+
+bool op_ready(const struct op_ctx *op)
+{
+    return op->ready;
+}
+
+json_t *op_events_since(const struct op_ctx *op, uint64_t since)
+{
+    size_t n = json_array_size(op->log), i;
+    json_t *first = json_array_get(op->log, 0), *out;
+    uint64_t first_v = first ? (uint64_t)json_integer_value(json_object_get(first, "version"))
+                             : op->version + 1;
+
+    if (since > op->version || since + 1 < first_v)
+        return NULL;
+    out = json_array();
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        json_t *e = json_array_get(op->log, i);
+
+        if ((uint64_t)json_integer_value(json_object_get(e, "version")) > since)
+            json_array_append(out, e);
+    }
+    return out;
+}
+
+void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg)
+{
+    sub->cb = cb;
+    sub->arg = arg;
+    dp_list_add_tail(&op->subs, &sub->link);
+}
+
+void op_unsubscribe(struct op_sub *sub)
+{
+    dp_list_del(&sub->link);
+}
+
+const struct op_ca *op_ca(const struct op_ctx *op)
+{
+    return op->ca;
+}
+
+const struct op_options *op_opts(const struct op_ctx *op)
+{
+    return &op->opts;
+}
+
+struct dp_kube_multi *op_multi(struct op_ctx *op)
+{
+    return op->multi;
+}
+
+struct dp_loop *op_loop(struct op_ctx *op)
+{
+    return op->loop;
+}
+
+const json_t *op_pods(const struct op_ctx *op)
+{
+    return cache(op, INF_PODS);
+}
+
+const struct op_stats *op_stats(const struct op_ctx *op)
+{
+    return &op->stats;
+}
+
+uint64_t op_watch_restarts(const struct op_ctx *op)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; i < INF_COUNT; i++) {
+        const struct dp_kube_informer_stats *st = dp_kube_informer_stats(op->inf[i]);
+
+        n += st->restarts + st->relists_410;
+    }
+    return n;
+}

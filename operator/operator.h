@@ -1,0 +1,84 @@
+/*
+ * operator.h — the control plane's core: informers on the Kubernetes kinds the mesh is built
+ * from, the debounced snapshot (snapshot.h) with a versioned event log for node-agent streams,
+ * the CA (ca_store.h) and the publication of its root in ConfigMap istio-ca-root-cert in every
+ * namespace (through a rate-limited work queue with server-side apply).
+ *
+ * Runs on one dp_loop. The serving side (config stream, certificates, metrics) registers as a
+ * subscriber and reads the snapshot and the log through the functions below.
+ */
+#ifndef OP_OPERATOR_H
+#define OP_OPERATOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "ca_store.h"
+#include "kube.h"
+#include "kube_informer.h"
+#include "loop.h"
+#include "snapshot.h"
+
+struct op_options {
+    const char *kubeconfig;      /* NULL = default search */
+    const char *namespace;       /* operator namespace, "istio-system" */
+    struct op_mesh_config mesh;
+    const char *const *trusted_accounts; /* node agent service accounts "ns/sa" */
+    uint64_t debounce_ms;        /* 100 */
+    uint64_t debounce_max_ms;    /* 1000 */
+    int64_t cert_ttl_s;          /* 86400 */
+    bool publish_roots;          /* write istio-ca-root-cert ConfigMaps (default true) */
+};
+
+void op_options_defaults(struct op_options *o);
+
+struct op_ctx;
+
+/** Called after each published batch with the new events (borrowed array). */
+typedef void op_push_cb(struct op_ctx *op, const json_t *events, void *arg);
+
+struct op_sub {
+    struct dp_list link;
+    op_push_cb *cb;
+    void *arg;
+};
+
+/** Build the context: kube config, CA bootstrap (blocking), informers (not started).
+ *  0 or -errno (logged). */
+int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **ret_op);
+void op_free(struct op_ctx *op);
+/** Start the informers. */
+int op_start(struct op_ctx *op);
+
+/** The current snapshot (borrowed, replaced on every rebuild — incref to keep) and version. */
+const json_t *op_snapshot(const struct op_ctx *op);
+uint64_t op_version(const struct op_ctx *op);
+/** True once every required informer listed once and the first snapshot is built. */
+bool op_ready(const struct op_ctx *op);
+/** Events after `since` if the log still has them (NEW array), else NULL (send a full
+ *  snapshot). */
+json_t *op_events_since(const struct op_ctx *op, uint64_t since);
+
+/** Subscribe to pushes (sub is caller-owned, embedded). */
+void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg);
+void op_unsubscribe(struct op_sub *sub);
+
+const struct op_ca *op_ca(const struct op_ctx *op);
+const struct op_options *op_opts(const struct op_ctx *op);
+struct dp_kube_multi *op_multi(struct op_ctx *op);
+struct dp_loop *op_loop(struct op_ctx *op);
+/** Informer caches for authorization ("<ns>/<name>" -> object, borrowed). */
+const json_t *op_pods(const struct op_ctx *op);
+
+/** Counters for metrics. */
+struct op_stats {
+    uint64_t rebuilds, events, roots_published, root_publish_errors;
+    double last_rebuild_ms;
+};
+const struct op_stats *op_stats(const struct op_ctx *op);
+/** Sum of the informers' watch restarts and relists. */
+uint64_t op_watch_restarts(const struct op_ctx *op);
+
+#endif
