@@ -8,9 +8,9 @@
 # state file), i.e. total_us - kube_us. Also reported: the rules alone, and the wall time of
 # the whole exec (process start to exit) for orientation.
 #
-# Peers: the API server and the node agent are the TEST RESPONDER in test/netns/cni_responder.py
-# (python; the real ambit-node adopts by opening listeners, which this does not). The agent
-# share of the number is therefore the round trip over cni.sock to a trivial responder.
+# Peers: the node agent is the real ambit-node when built (adoption = opening its 15001/15006/
+# 15008 listeners inside the pod netns); CNI_FAKE_AGENT=1 uses the TEST RESPONDER instead. The
+# API server is always the TEST RESPONDER in test/netns/cni_responder.py (python).
 #
 # Writes build/bench/cni.json and prints a markdown table (docs/benchmarks.md carries it).
 set -u
@@ -62,8 +62,9 @@ echo "ADD: $N runs, $fails failed, $captured captured"
 printf '%s\n' "${wall[@]}" >"$CNI_DIR/wall.txt"
 grep 'msg="pod captured"' "$CNI_RUN/ambit-cni.log" >"$CNI_DIR/captured.log"
 mkdir -p "$(dirname "$OUT_JSON")"
-python3 - "$CNI_DIR/captured.log" "$CNI_DIR/wall.txt" "$OUT_JSON" "$N" "$fails" <<'EOF'
-import json, re, sys
+CNI_PEERS="node agent: $CNI_AGENT_RUNNING; API server: test responder" \
+    python3 - "$CNI_DIR/captured.log" "$CNI_DIR/wall.txt" "$OUT_JSON" "$N" "$fails" <<'EOF'
+import json, os, re, sys
 log, wallf, out, n, fails = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 rows = []
 for line in open(log):
@@ -88,7 +89,7 @@ res = {
     "pods": n,
     "failed": fails,
     "captured": len(rows),
-    "peers": "test responder (python) for API server and node agent",
+    "peers": os.environ.get("CNI_PEERS", "?"),
     "add_excluding_api_lookup": stats([r["total_us"] - r["kube_us"] for r in rows]),
     "agent_adoption": stats([r["adopt_us"] for r in rows]),
     "rules": stats([r["rules_us"] for r in rows]),

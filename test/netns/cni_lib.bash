@@ -68,9 +68,25 @@ current-context: amb-cni-test
 EOF
 }
 
+# The node agent: the real ambit-node when it is built (CNI_FAKE_AGENT=1 forces the responder).
+CNI_AGENT_BIN="$CNI_BUILD/bin/ambit-node"
+cni_agent_kind() {
+    if [ -z "${CNI_FAKE_AGENT:-}" ] && [ -x "$CNI_AGENT_BIN" ]; then echo real; else echo responder; fi
+}
+
+# cni_start_agent [responder] — start the agent on $CNI_SOCK
 cni_start_agent() {
     rm -f "$CNI_SOCK"
-    python3 "$CNI_RESPONDER" agent "$CNI_FIX" "$CNI_SOCK" &
+    if [ "${1:-}" != responder ] && [ "$(cni_agent_kind)" = real ]; then
+        local base=$((30000 + ($$ % 11000) * 3))
+        "$CNI_AGENT_BIN" --node amb-cni-node --run-dir "$CNI_RUN" --workers 1 --drain-ms 500 \
+            --metrics "127.0.0.1:$base" --ready "127.0.0.1:$((base + 1))" \
+            --admin "127.0.0.1:$((base + 2))" >>"$CNI_DIR/agent.out" 2>&1 &
+        CNI_AGENT_RUNNING=real
+    else
+        python3 "$CNI_RESPONDER" agent "$CNI_FIX" "$CNI_SOCK" &
+        CNI_AGENT_RUNNING=responder
+    fi
     CNI_AGENT_PID=$!
     CNI_PIDS+=($!)
     t_wait_for 5 test -S "$CNI_SOCK"
@@ -80,6 +96,19 @@ cni_stop_agent() {
     kill "$CNI_AGENT_PID" 2>/dev/null
     wait "$CNI_AGENT_PID" 2>/dev/null
     rm -f "$CNI_SOCK"
+}
+
+# adoptions the agent reported so far (any uid, or one uid)
+cni_agent_adoptions() {
+    local n=0 m=0
+    [ -f "$CNI_DIR/agent.out" ] && n=$(grep -c "msg=\"pod adopted\" uid=${1:-}" "$CNI_DIR/agent.out")
+    [ -f "$CNI_FIX/agent.log" ] && m=$(grep '"method": "POST"' "$CNI_FIX/agent.log" | grep -c "\"uid\": \"${1:-}")
+    echo $((n + m))
+}
+
+cni_agent_released() { # UID
+    grep -q "msg=\"pod released\" uid=$1" "$CNI_DIR/agent.out" 2>/dev/null ||
+        grep -q "\"DELETE\", \"path\": \"/v1/pods/$1\"" "$CNI_FIX/agent.log" 2>/dev/null
 }
 
 # cni_fixture_ns NAME [dataplane-mode]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # cni_plugin.sh — ambit-cni chained after the distribution's bridge + host-local, invoked the way
 # a container runtime invokes it (CNI_* environment + config on stdin), against real network
-# namespaces and real nftables. Peers (API server, node agent) are the TEST RESPONDER in
-# cni_responder.py — the component under test is the plugin.
+# namespaces and real nftables. The node agent is the real ambit-node when it is built (it opens
+# its listeners in the pod netns on adoption); CNI_FAKE_AGENT=1 — and the "agent refuses" case —
+# use the TEST RESPONDER in cni_responder.py instead. The API server is always the responder.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib/testlib.sh"
@@ -20,14 +21,13 @@ trap cni_cleanup EXIT
 
 rules_in() { ip netns exec "$1" nft list ruleset 2>&1; }
 has_table() { ip netns exec "$1" nft list table inet ambit >/dev/null 2>&1; }
-agent_posts() { grep -c '"method": "POST"' "$CNI_FIX/agent.log" 2>/dev/null || echo 0; }
 err_code() { jq -r .code 2>/dev/null <<<"$1"; }
 
 t_check "ambit-cni built" test -x "$CNI_BIN"
 t_check "bridge/host-local/loopback present" test -x "$CNI_SYS_PLUGINS/bridge" -a \
     -x "$CNI_SYS_PLUGINS/host-local" -a -x "$CNI_SYS_PLUGINS/loopback"
 t_check "API server responder up" cni_start_api
-t_check "agent responder up" cni_start_agent
+t_check "node agent up ($(cni_agent_kind))" cni_start_agent
 
 cni_fixture_ns amb-mesh ambient
 cni_fixture_ns amb-plain
@@ -47,12 +47,19 @@ t_check "ADD ambient pod (namespace label) through the chain" cni_chain ADD amb-
 t_eq "ambit-cni printed prevResult unchanged" \
     "$(jq -S .prevResult "$CNI_CACHE/amb-cni-c1.in.ambit-cni")" \
     "$(jq -S . "$CNI_CACHE/amb-cni-c1.out.ambit-cni")"
-t_eq "agent was asked to adopt before rules" 1 "$(agent_posts)"
-post=$(grep '"method": "POST"' "$CNI_FIX/agent.log" | tail -1)
+t_eq "agent adopted the pod" 1 "$(cni_agent_adoptions uid-web-1)"
 IP1=$(cni_pod_ip amb-cni-c1)
-t_eq "adopt request carries uid, netns, pod and ips" \
-    "uid-web-1 /var/run/netns/$P1 amb-mesh web amb-cni-c1 $IP1" \
-    "$(jq -r '.body | "\(.uid) \(.netns) \(.namespace) \(.name) \(.containerId) \(.ips[0])"' <<<"$post")"
+if [ "$CNI_AGENT_RUNNING" = real ]; then
+    t_match "agent adopted uid with the runtime's netns path" \
+        "msg=\"pod adopted\" uid=uid-web-1 netns=/var/run/netns/$P1" "$(cat "$CNI_DIR/agent.out")"
+    ls_=$(ip netns exec "$P1" ss -ltnp 2>&1)
+    t_match "agent's listeners are up in the pod netns" '0.0.0.0:15001 .*ambit-node' "$ls_"
+else
+    post=$(grep '"method": "POST"' "$CNI_FIX/agent.log" | tail -1)
+    t_eq "adopt request carries uid, netns, pod and ips" \
+        "uid-web-1 /var/run/netns/$P1 amb-mesh web amb-cni-c1 $IP1" \
+        "$(jq -r '.body | "\(.uid) \(.netns) \(.namespace) \(.name) \(.containerId) \(.ips[0])"' <<<"$post")"
+fi
 rs=$(rules_in "$P1")
 t_match "pod netns has ambit's inet table" 'table inet ambit' "$rs"
 t_match "outbound TCP redirected to 15001" 'meta mark & 0x00000fff != 0x00000539 redirect to :15001' "$rs"
@@ -67,16 +74,37 @@ t_match "local route in table 100" 'local default dev lo' "$(ip -n "$P1" route s
 t_check "pod state recorded" test -s "$CNI_RUN/cni-pods/amb-cni-c1.json"
 t_match "log file in the run dir" 'msg="pod captured".*uid=uid-web-1' "$(cat "$CNI_RUN/ambit-cni.log")"
 
-# a connection from the pod really lands on the listener on 15001 inside the pod netns
-ip netns exec "$P1" python3 "$CNI_RESPONDER" listen 15001 "$CNI_DIR/listen.log" &
-CNI_PIDS+=($!)
-t_wait_for 5 test -e "$CNI_DIR/listen.log.ready"
-got=$(ip netns exec "$P1" python3 -c '
+# a connection from the pod really lands on 15001 inside the pod netns: with the real agent,
+# through its outbound proxy to a server in a second (plain) pod; with the responder, on a
+# listener the test puts on 15001
+connect_from() { # NETNS IP PORT
+    ip netns exec "$1" python3 -c '
 import socket, sys
-s = socket.create_connection((sys.argv[1], 8080), timeout=3)
-print(s.recv(64).decode().strip())' "10.251.$CNI_NET3.200" 2>&1)
-t_eq "outbound connection answered by the 15001 listener" "ambit-test-listener" "$got"
-t_match "listener saw the original destination" "10.251.$CNI_NET3.200:8080" "$(cat "$CNI_DIR/listen.log" 2>/dev/null)"
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+print(s.recv(64).decode().strip())' "$2" "$3" 2>&1
+}
+if [ "$CNI_AGENT_RUNNING" = real ]; then
+    cni_fixture_pod amb-plain srv uid-srv-1
+    PS=$(cni_new_netns srv)
+    t_check "ADD a plain server pod" cni_chain ADD amb-cni-cs "$PS" amb-plain srv
+    IPS=$(cni_pod_ip amb-cni-cs)
+    ip netns exec "$PS" python3 "$CNI_RESPONDER" listen 8080 "$CNI_DIR/srv.log" &
+    CNI_PIDS+=($!)
+    t_wait_for 5 test -e "$CNI_DIR/srv.log.ready"
+    t_eq "pod -> server answered (through the agent)" "ambit-test-listener" "$(connect_from "$P1" "$IPS" 8080)"
+    t_wait_for 3 grep -q "direction=outbound" "$CNI_DIR/agent.out"
+    t_match "agent's 15001 carried it (access log)" \
+        "msg=\"connection complete\" src.addr=$IP1:[0-9]+ .*dst.addr=$IPS:8080 .*direction=outbound" \
+        "$(cat "$CNI_DIR/agent.out")"
+    t_match "server saw the pod's address (plain passthrough)" "^$IP1 " "$(cat "$CNI_DIR/srv.log")"
+else
+    ip netns exec "$P1" python3 "$CNI_RESPONDER" listen 15001 "$CNI_DIR/listen.log" &
+    CNI_PIDS+=($!)
+    t_wait_for 5 test -e "$CNI_DIR/listen.log.ready"
+    t_eq "outbound connection answered by the 15001 listener" "ambit-test-listener" \
+        "$(connect_from "$P1" "10.251.$CNI_NET3.200" 8080)"
+    t_match "listener saw the original destination" "10.251.$CNI_NET3.200:8080" "$(cat "$CNI_DIR/listen.log" 2>/dev/null)"
+fi
 
 # the same ADD again (runtime retry) is harmless: still exactly one table, no duplicate rules
 cni_direct ADD amb-cni-c1 "/var/run/netns/$P1" "$(cat "$CNI_CACHE/amb-cni-c1.in.ambit-cni")" \
@@ -97,15 +125,15 @@ t_check "DEL" cni_chain DEL amb-cni-c1 "$P1" amb-mesh web
 t_expect_fail "DEL removed the table" has_table "$P1"
 t_eq "DEL removed the fwmark rule" 0 "$(ip -n "$P1" rule | grep -c 'fwmark 0x111')"
 t_expect_fail "DEL removed the pod state" test -e "$CNI_RUN/cni-pods/amb-cni-c1.json"
-t_match "agent told about the DEL" '"DELETE", "path": "/v1/pods/uid-web-1"' "$(cat "$CNI_FIX/agent.log")"
+t_check "agent told about the DEL" cni_agent_released uid-web-1
 t_check "DEL again succeeds" cni_chain DEL amb-cni-c1 "$P1" amb-mesh web
 
 # ---------------------------------------------------------------- who is (not) enrolled
 P2=$(cni_new_netns plain)
-posts=$(agent_posts)
+posts=$(cni_agent_adoptions)
 t_check "ADD non-ambient pod" cni_chain ADD amb-cni-c2 "$P2" amb-plain plain
 t_expect_fail "non-ambient pod: no rules" has_table "$P2"
-t_eq "non-ambient pod: agent not asked" "$posts" "$(agent_posts)"
+t_eq "non-ambient pod: agent not asked" "$posts" "$(cni_agent_adoptions)"
 t_eq "non-ambient pod: prevResult passed through" \
     "$(jq -S .prevResult "$CNI_CACHE/amb-cni-c2.in.ambit-cni")" "$(jq -S . "$CNI_CACHE/amb-cni-c2.out.ambit-cni")"
 
@@ -136,15 +164,19 @@ cni_chain DEL amb-cni-c6 "$P6" amb-mesh web2 >/dev/null
 P7=$(cni_new_netns downplain)
 t_check "agent down: non-ambient ADD still succeeds" cni_chain ADD amb-cni-c7 "$P7" amb-plain plain
 t_check "agent down: DEL of a captured-then-released pod succeeds" cni_chain DEL amb-cni-c4 "$P4" amb-plain labelled
-t_check "agent back" cni_start_agent
+t_check "an agent back (the responder, to play a 503)" cni_start_agent responder
 
+# an agent that answers 503 (cannot adopt now)
 echo refuse >"$CNI_FIX/agent-mode"
 cni_chain ADD amb-cni-c6 "$P6" amb-mesh web2 >/dev/null
 rc=$?
 t_eq "agent refuses (503): ADD fails with code 11" "1 11" "$rc $(err_code "$(cat "$CNI_CACHE/amb-cni-c6.err")")"
+t_match "agent refuses: its reason is in the message" "told to refuse" "$(jq -r .msg "$CNI_CACHE/amb-cni-c6.err")"
 t_expect_fail "agent refuses: no rules" has_table "$P6"
 rm -f "$CNI_FIX/agent-mode"
 cni_chain DEL amb-cni-c6 "$P6" amb-mesh web2 >/dev/null
+cni_stop_agent
+t_check "node agent back ($(cni_agent_kind))" cni_start_agent
 
 # ---------------------------------------------------------------- failures: API server
 echo 3 >"$CNI_FIX/delay"
