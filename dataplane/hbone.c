@@ -1513,9 +1513,13 @@ static void hbc_close(struct hbc *c, const char *error)
         return;
     if (error != NULL && error[0] != '\0' && error != c->error)
         snprintf(c->error, sizeof(c->error), "%s", error);
-    flags = c->st == HBC_READY ? "-" : (c->st == HBC_HANDSHAKE ? "TLS_FAILURE" : "CONNECT");
-    if (c->st == HBC_HANDSHAKE && c->tls == NULL)
-        flags = "H2_HANDSHAKE_FAILURE";
+    /* flags for streams that never got an answer */
+    if (c->st == HBC_HANDSHAKE)
+        flags = c->tls != NULL ? "TLS_FAILURE" : "H2_HANDSHAKE_FAILURE";
+    else if (c->st == HBC_READY && c->tls != NULL && dp_tls_error(c->tls)[0] != '\0')
+        flags = "TLS_FAILURE"; /* TLS 1.3: the server refused our certificate after Finished */
+    else
+        flags = "CONNECT";
     dp_log(DP_LOG_DEBUG, "hbone", "connection closed", DP_LS("state", hbc_state_str(c->st)),
            DP_LS("peer", c->peer_id), DP_LS("error", c->error));
     c->st = HBC_CLOSED;
