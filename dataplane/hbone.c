@@ -672,7 +672,8 @@ static void hbc_update_io(struct hbc *c)
         break;
     default:
         ev = DP_EV_READ;
-        if ((c->out != NULL && c->out->len > 0) || c->read_wants_write)
+        if ((c->out != NULL && c->out->len > 0) || c->read_wants_write ||
+            (c->tls != NULL && dp_tls_wpending(c->tls)))
             ev |= DP_EV_WRITE;
         break;
     }
@@ -699,6 +700,13 @@ static int hbc_flush(struct hbc *c)
 {
     if (c->st != HBC_READY || c->h2 == NULL)
         return 0;
+    if (c->tls != NULL && dp_tls_wpending(c->tls)) {
+        int r = dp_tls_flush(c->tls);
+        if (r < 0 && r != -EAGAIN) {
+            snprintf(c->error, sizeof(c->error), "write: %s", strerror(-r));
+            return r;
+        }
+    }
     for (;;) {
         if (c->out->len < OUT_HIGH) {
             int rv = nghttp2_session_send(c->h2);
@@ -731,7 +739,7 @@ static int hbc_flush(struct hbc *c)
         }
     }
     if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-        c->out->len == 0) {
+        c->out->len == 0 && (c->tls == NULL || !dp_tls_wpending(c->tls))) {
         hbc_close(c, c->error[0] ? c->error : NULL);
         return -ECONNRESET;
     }
@@ -754,13 +762,41 @@ static void hbc_schedule_flush(struct hbc *c)
         dp_loop_defer(c->loop, &c->flush_defer);
 }
 
+static int hbc_feed(struct hbc *c, const uint8_t *buf, size_t n)
+{
+    ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, n);
+    if (c->fatal)
+        return -EPROTO;
+    if (rv < 0) {
+        if (c->error[0] == '\0')
+            snprintf(c->error, sizeof(c->error), "h2: %s", nghttp2_strerror((int)rv));
+        return -EPROTO;
+    }
+    return 0;
+}
+
 static int hbc_pump_read(struct hbc *c)
 {
     uint8_t buf[READ_CHUNK];
     size_t total = 0;
 
     while (total < READ_BUDGET && c->st == HBC_READY) {
-        ssize_t n = transport_read(c, buf, sizeof(buf));
+        size_t fill = 0;
+        ssize_t n = 0;
+        /* gather several records first: one mem_recv, and fewer, larger writes to the fds */
+        while (fill < sizeof(buf)) {
+            n = transport_read(c, buf + fill, sizeof(buf) - fill);
+            if (n <= 0)
+                break;
+            fill += (size_t)n;
+        }
+        if (fill > 0) {
+            int r;
+            total += fill;
+            r = hbc_feed(c, buf, fill);
+            if (r < 0)
+                return r;
+        }
         if (n == -EAGAIN) {
             c->read_wants_write = c->tls && dp_tls_want(c->tls) == DP_EV_WRITE;
             return 0;
@@ -774,15 +810,6 @@ static int hbc_pump_read(struct hbc *c)
             snprintf(c->error, sizeof(c->error), "read: %s",
                      c->tls && dp_tls_error(c->tls)[0] ? dp_tls_error(c->tls) : strerror((int)-n));
             return (int)n;
-        }
-        total += (size_t)n;
-        ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
-        if (c->fatal)
-            return -EPROTO;
-        if (rv < 0) {
-            if (c->error[0] == '\0')
-                snprintf(c->error, sizeof(c->error), "h2: %s", nghttp2_strerror((int)rv));
-            return -EPROTO;
         }
     }
     if (total >= READ_BUDGET)

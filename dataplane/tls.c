@@ -1,11 +1,13 @@
 /*
  * tls.c — SPIFFE identities, identity store, and the non-blocking TLS transport (tls.h).
  *
- * The transport uses SSL_set_fd (a socket BIO) rather than memory BIOs: with partial writes
- * and moving buffers enabled OpenSSL writes records straight to the socket, which saves one
- * copy per direction compared to pumping memory BIOs (no kTLS on this kernel, so userspace
- * encryption is the floor). Idle connections release their record buffers
- * (SSL_MODE_RELEASE_BUFFERS), which is what keeps an idle pooled connection small.
+ * Reads go through a socket BIO with read-ahead and a 64 KiB read buffer, so one read(2)
+ * brings in several records. Writes go into our own BIO that appends the records to a
+ * growable buffer (allocated only while ciphertext is pending) and we send(2) that in large
+ * chunks: one syscall per up to 256 KiB instead of one per 16 KiB record. No kTLS on this
+ * kernel, so userspace encryption is the floor; the rest is about syscalls and copies. Idle
+ * connections release their record buffers (SSL_MODE_RELEASE_BUFFERS) and the write buffer,
+ * which is what keeps an idle pooled connection small.
  *
  * Verification replaces OpenSSL's default with our own callback (set_cert_verify_callback):
  * X509_verify_cert against the identity's roots, then the SPIFFE SAN rule for the role.
@@ -29,11 +31,15 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "buf.h"
 #include "loop.h"
 
 #define TLS13_SUITES "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"
 #define PEM_FILE_MAX (1024 * 1024)
 #define ERR_MAX      256
+#define WBUF_HIGH    (256 * 1024) /* SSL_write blocks (WANT_WRITE) above this much pending */
+#define WBUF_LIMIT   (WBUF_HIGH + 64 * 1024)
+#define RBUF_LEN     (64 * 1024)
 
 /* ------------------------------------------------------------------ SPIFFE */
 
@@ -163,6 +169,8 @@ struct dp_identity {
 
 struct dp_tls {
     SSL *ssl;
+    int fd;
+    struct dp_buf *wbuf; /* ciphertext not yet sent; NULL when empty */
     struct dp_identity *id;
     enum dp_tls_role role;
     unsigned want;
@@ -366,6 +374,8 @@ static SSL_CTX *make_ctx(struct dp_identity *id, enum dp_tls_role role)
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, RBUF_LEN);
     if (SSL_CTX_use_certificate(ctx, sk_X509_value(id->chain, 0)) != 1 ||
         SSL_CTX_use_PrivateKey(ctx, id->key) != 1)
         goto fail;
@@ -810,6 +820,86 @@ void dp_idstore_foreach(struct dp_idstore *store, dp_idstore_cb *cb, void *arg)
 
 /* ------------------------------------------------------------------ transport */
 
+/* The write BIO: records are appended to tls->wbuf; dp_tls_flush() sends them. */
+static BIO_METHOD *wbio_method;
+static pthread_once_t wbio_once = PTHREAD_ONCE_INIT;
+
+static int wbio_write_ex(BIO *b, const char *data, size_t len, size_t *written)
+{
+    struct dp_tls *tls = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+    if (tls->wbuf != NULL && tls->wbuf->len >= WBUF_HIGH) {
+        BIO_set_retry_write(b);
+        return 0;
+    }
+    if (tls->wbuf == NULL && dp_buf_new(DP_MAX(len, (size_t)32 * 1024), WBUF_LIMIT, &tls->wbuf) < 0)
+        return 0;
+    if (dp_buf_append(&tls->wbuf, data, len) < 0) {
+        BIO_set_retry_write(b); /* over the hard limit: wait for the socket */
+        return 0;
+    }
+    *written = len;
+    return 1;
+}
+
+static long wbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct dp_tls *tls = BIO_get_data(b);
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* the owner flushes after every SSL call */
+    case BIO_CTRL_WPENDING:
+    case BIO_CTRL_PENDING:
+        return tls != NULL && tls->wbuf != NULL ? (long)tls->wbuf->len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int wbio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void wbio_init_method(void)
+{
+    wbio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dp_tls_wbuf");
+    if (wbio_method != NULL) {
+        BIO_meth_set_write_ex(wbio_method, wbio_write_ex);
+        BIO_meth_set_ctrl(wbio_method, wbio_ctrl);
+        BIO_meth_set_create(wbio_method, wbio_create);
+    }
+}
+
+int dp_tls_flush(struct dp_tls *tls)
+{
+    while (tls->wbuf != NULL && tls->wbuf->len > 0) {
+        ssize_t n = dp_buf_write_fd(tls->wbuf, tls->fd);
+        if (n == -EAGAIN) {
+            tls->want = DP_EV_WRITE;
+            return -EAGAIN;
+        }
+        if (n < 0) {
+            set_err(tls, "transport: %s", strerror((int)-n));
+            return (int)n;
+        }
+    }
+    if (tls->wbuf != NULL) {
+        dp_buf_free(tls->wbuf);
+        tls->wbuf = NULL;
+    }
+    return 0;
+}
+
+bool dp_tls_wpending(const struct dp_tls *tls)
+{
+    return tls->wbuf != NULL && tls->wbuf->len > 0;
+}
+
 int dp_tls_new(struct dp_identity *id, enum dp_tls_role role, int fd,
                const char *const *expected_sans, unsigned n_sans, struct dp_tls **ret_tls)
 {
@@ -837,8 +927,23 @@ int dp_tls_new(struct dp_identity *id, enum dp_tls_role role, int fd,
     tls->ssl = SSL_new(role == DP_TLS_CLIENT ? id->client_ctx : id->server_ctx);
     if (tls->ssl == NULL)
         goto fail;
-    if (!SSL_set_ex_data(tls->ssl, get_ex_idx(), tls) || SSL_set_fd(tls->ssl, fd) != 1)
+    if (!SSL_set_ex_data(tls->ssl, get_ex_idx(), tls))
         goto fail;
+    pthread_once(&wbio_once, wbio_init_method);
+    if (wbio_method == NULL)
+        goto fail;
+    {
+        BIO *rb = BIO_new_socket(fd, BIO_NOCLOSE);
+        BIO *wb = BIO_new(wbio_method);
+        if (rb == NULL || wb == NULL) {
+            BIO_free(rb);
+            BIO_free(wb);
+            goto fail;
+        }
+        BIO_set_data(wb, tls);
+        SSL_set_bio(tls->ssl, rb, wb); /* the SSL owns both now */
+    }
+    tls->fd = fd;
     if (role == DP_TLS_CLIENT)
         SSL_set_connect_state(tls->ssl);
     else
@@ -856,6 +961,7 @@ void dp_tls_free(struct dp_tls *tls)
     if (tls == NULL)
         return;
     SSL_free(tls->ssl);
+    dp_buf_free(tls->wbuf);
     for (unsigned i = 0; i < tls->n_sans; i++)
         free(tls->sans[i]);
     dp_identity_unref(tls->id);
@@ -914,11 +1020,24 @@ int dp_tls_handshake(struct dp_tls *tls)
 
     if (tls->handshake_done)
         return 0;
+    if (dp_tls_wpending(tls)) {
+        int fr = dp_tls_flush(tls);
+        if (fr == -EAGAIN)
+            return -EAGAIN;
+        if (fr < 0)
+            return -ECONNRESET;
+    }
     ERR_clear_error();
     errno = 0;
     ret = SSL_do_handshake(tls->ssl);
-    if (ret != 1)
-        return map_ssl_err(tls, ret, true);
+    /* send what this step produced (a flight, or the alert that explains a failure) */
+    int fr = dp_tls_flush(tls);
+    if (ret != 1) {
+        int r = map_ssl_err(tls, ret, true);
+        if (r == -EAGAIN && fr == -EAGAIN)
+            tls->want = DP_EV_WRITE;
+        return r;
+    }
     SSL_get0_alpn_selected(tls->ssl, &alpn, &alpn_len);
     if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
         set_err(tls, "no ALPN h2");
@@ -942,6 +1061,8 @@ ssize_t dp_tls_read(struct dp_tls *tls, void *buf, size_t len)
     ERR_clear_error();
     errno = 0;
     ret = SSL_read_ex(tls->ssl, buf, len, &n);
+    if (dp_tls_wpending(tls))
+        dp_tls_flush(tls); /* e.g. a KeyUpdate answer; the owner watches dp_tls_wpending() */
     if (ret == 1)
         return (ssize_t)n;
     return map_ssl_err(tls, ret, false);
@@ -954,11 +1075,31 @@ ssize_t dp_tls_write(struct dp_tls *tls, const void *buf, size_t len)
 
     if (len == 0)
         return 0;
-    ERR_clear_error();
-    errno = 0;
-    ret = SSL_write_ex(tls->ssl, buf, len, &n);
-    if (ret == 1)
-        return (ssize_t)n;
+    if (dp_tls_wpending(tls)) {
+        int fr = dp_tls_flush(tls);
+        if (fr < 0 && fr != -EAGAIN)
+            return fr;
+    }
+    /* With partial writes OpenSSL returns after every record: keep encrypting into our
+     * buffer until the input is consumed or the buffer is full, then send it in one go. */
+    size_t done = 0;
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        n = 0;
+        ret = SSL_write_ex(tls->ssl, (const char *)buf + done, len - done, &n);
+        if (ret != 1)
+            break;
+        done += n;
+        if (done == len || (tls->wbuf != NULL && tls->wbuf->len >= WBUF_HIGH))
+            break;
+    }
+    if (done > 0) {
+        int fr = dp_tls_flush(tls);
+        if (fr < 0 && fr != -EAGAIN)
+            return fr;
+        return (ssize_t)done;
+    }
     ret = map_ssl_err(tls, ret, false);
     return ret == 0 ? -EPIPE : ret;
 }
@@ -970,8 +1111,9 @@ int dp_tls_shutdown(struct dp_tls *tls)
     ERR_clear_error();
     errno = 0;
     ret = SSL_shutdown(tls->ssl);
+    int fr = dp_tls_flush(tls);
     if (ret >= 0)
-        return 0;
+        return fr == -EAGAIN ? -EAGAIN : (fr < 0 ? fr : 0);
     ret = map_ssl_err(tls, ret, false);
     return ret == 0 ? 0 : ret;
 }

@@ -156,6 +156,14 @@ ssize_t dp_tls_read(struct dp_tls *tls, void *buf, size_t len);
  * write buffers are enabled.
  */
 ssize_t dp_tls_write(struct dp_tls *tls, const void *buf, size_t len);
+/**
+ * Ciphertext is buffered inside the dp_tls (up to ~256 KiB) and sent in large chunks; every
+ * call above already tries to send it. When dp_tls_wpending() is true after a call, watch
+ * the fd for writability and call dp_tls_flush() (or any write). 0 = all sent, -EAGAIN =
+ * still pending (want WRITE), -errno = transport error.
+ */
+int dp_tls_flush(struct dp_tls *tls);
+bool dp_tls_wpending(const struct dp_tls *tls);
 /** Send close_notify (best effort, non-blocking). 0, -EAGAIN or -errno. */
 int dp_tls_shutdown(struct dp_tls *tls);
 /** DP_EV_READ / DP_EV_WRITE the last -EAGAIN was waiting for. */
