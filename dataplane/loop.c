@@ -66,6 +66,7 @@ struct dp_loop {
     int nevents;
     int dispatch_idx; /* index being dispatched; -1 outside dispatch */
     int ran;          /* callbacks run by the internal ios (posts, signals) this round */
+    bool in_round;    /* inside dp_loop_run_once's dispatch: the cached time is current */
 
     /* timers */
     uint64_t cur;
@@ -106,6 +107,11 @@ static uint64_t read_clock(struct dp_loop *loop)
 uint64_t dp_loop_now(const struct dp_loop *loop)
 {
     return loop->now;
+}
+
+void dp_loop_update_time(struct dp_loop *loop)
+{
+    loop->now = read_clock(loop);
 }
 
 void dp_loop_set_clock(struct dp_loop *loop, uint64_t (*clock)(void *arg), void *arg)
@@ -349,6 +355,8 @@ static void slot_mark(struct dp_loop *loop, unsigned slot)
 
 void dp_timer_arm(struct dp_loop *loop, struct dp_timer *t, uint64_t delay_ms)
 {
+    if (!loop->in_round)
+        loop->now = read_clock(loop);
     if (delay_ms > MAX_DELAY_MS)
         delay_ms = MAX_DELAY_MS;
     dp_timer_arm_at(loop, t, loop->now + delay_ms);
@@ -358,6 +366,10 @@ void dp_timer_arm_at(struct dp_loop *loop, struct dp_timer *t, uint64_t expire)
 {
     unsigned slot;
 
+    /* between rounds (set-up code before dp_loop_run, a caller driving run_once by hand)
+     * the cached time can be arbitrarily old: refresh it so delays count from now */
+    if (!loop->in_round)
+        loop->now = read_clock(loop);
     if (expire > loop->now + MAX_DELAY_MS)
         expire = loop->now + MAX_DELAY_MS;
     /* never before the first unprocessed millisecond, or the visit order would skip it */
@@ -657,10 +669,12 @@ int dp_loop_run_once(struct dp_loop *loop, int timeout_ms)
     loop->now = read_clock(loop);
     loop->nevents = n;
     loop->ran = 0;
+    loop->in_round = true;
     ran += dispatch_io(loop);
     ran += loop->ran;
     ran += run_timers(loop);
     ran += run_defers(loop);
+    loop->in_round = false;
     return ran;
 }
 

@@ -68,6 +68,9 @@ int dp_loop_run_once(struct dp_loop *loop, int timeout_ms);
 void dp_loop_stop(struct dp_loop *loop);
 /** Cached time of the current round (dp_now_ms() clock). */
 uint64_t dp_loop_now(const struct dp_loop *loop);
+/** Refresh the cached time, e.g. in a callback that ran long before arming timers. Arming a
+ *  timer outside a round (set-up code before dp_loop_run) refreshes it automatically. */
+void dp_loop_update_time(struct dp_loop *loop);
 /** Replace the loop's millisecond clock (default dp_now_ms) — for tests that drive timers with
  *  a fake clock. NULL restores the default. Call before arming any timer; the cached time is
  *  reloaded at once and after that never goes backwards. */
@@ -84,7 +87,8 @@ void dp_loop_del_io(struct dp_loop *loop, struct dp_io *io);
 
 /* ---- timers (millisecond resolution, O(1) arm and cancel) */
 void dp_timer_init(struct dp_timer *t, dp_timer_cb *cb, void *arg);
-/** Arm (or re-arm) t to fire once, delay_ms from the loop's cached time (dp_loop_now()).
+/** Arm (or re-arm) t to fire once, delay_ms from the loop's cached time (dp_loop_now();
+ *  refreshed first when called outside a round).
  *  Timers fire in order of expiry, ties in arm order. A timer never fires in the same round
  *  pass that armed it: delay 0 from inside a timer callback (or when the round's millisecond
  *  was already processed) fires in the first round at a later millisecond. Delays are clamped

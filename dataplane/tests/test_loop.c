@@ -395,6 +395,30 @@ static void test_timer_wait_uses_fresh_clock(void **state)
     assert_true(dt < 160); /* with a stale base it would be ~180 */
 }
 
+/* Set-up code that takes a while before arming: delays still count from the arm. */
+static void test_timer_arm_outside_round_fresh(void **state)
+{
+    struct dp_loop *loop = *state;
+    struct rec rec = {0};
+    struct tagged a = {.rec = &rec, .id = 1};
+    uint64_t t0;
+
+    usleep(120000); /* the loop's cached time is now 120 ms old */
+    t0 = dp_now_ms();
+    dp_timer_init(&a.t, on_tagged, &a);
+    dp_timer_arm(loop, &a.t, 100);
+    assert_true(a.t.expire_ms >= t0 + 100);
+    assert_int_equal(dp_loop_run_once(loop, 0), 0); /* would fire here with a stale base */
+    while (rec.n == 0)
+        assert_true(dp_loop_run_once(loop, -1) >= 0);
+    assert_true(dp_now_ms() - t0 >= 99);
+    /* explicit refresh */
+    usleep(20000);
+    t0 = dp_now_ms();
+    dp_loop_update_time(loop);
+    assert_true(dp_loop_now(loop) >= t0);
+}
+
 /* ------------------------------------------------------------------ io + deferred close */
 
 struct conn {
@@ -791,6 +815,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_timer_self_rearm_zero, setup_fake, teardown),
             cmocka_unit_test_setup_teardown(test_timer_real_wait, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_timer_wait_uses_fresh_clock, setup_real, teardown),
+            cmocka_unit_test_setup_teardown(test_timer_arm_outside_round_fresh, setup_real,
+                                            teardown),
             cmocka_unit_test_setup_teardown(test_deferred_close, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_io_removed_mid_dispatch, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_io_mod_quiet_and_error, setup_real, teardown),
