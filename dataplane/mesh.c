@@ -2661,10 +2661,20 @@ static const struct dp_mesh_ip *wl_addr(const struct dp_mesh_workload *w,
 
 static bool source_is_gateway(const struct dp_mesh_snapshot *s,
                               const struct dp_mesh_workload *src,
-                              const struct dp_mesh_ip *addrs, size_t n)
+                              const struct dp_mesh_gateway *g)
 {
+    const struct dp_mesh_ip *addrs = g->addresses;
+    size_t n = g->n_addresses;
     if (!src)
         return false;
+    if (n == 0 && g->key) {
+        /* a reference by key only: the waypoint object has the addresses */
+        const struct dp_mesh_waypoint *wp = dp_mesh_waypoint_by_key(s, g->key);
+        if (wp) {
+            addrs = wp->addresses;
+            n = wp->n_addresses;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const struct dp_mesh_service *gs;
         for (size_t j = 0; j < src->n_addresses; j++)
@@ -2762,8 +2772,7 @@ int dp_mesh_select_destination(const struct dp_mesh_snapshot *s,
         int idx;
 
         d.service = svc;
-        if (svc->waypoint && !source_is_gateway(s, source, svc->waypoint->addresses,
-                                                svc->waypoint->n_addresses)) {
+        if (svc->waypoint && !source_is_gateway(s, source, svc->waypoint)) {
             if ((r = resolve_waypoint(s, svc->waypoint, &ip, port, rng, rng_arg, &d)) < 0)
                 return r;
             *ret_dest = d;
@@ -2802,8 +2811,7 @@ int dp_mesh_select_destination(const struct dp_mesh_snapshot *s,
     }
     w = dp_mesh_workload_by_ip(s, &ip);
     if (w) {
-        if (w->waypoint && !source_is_gateway(s, source, w->waypoint->addresses,
-                                              w->waypoint->n_addresses)) {
+        if (w->waypoint && !source_is_gateway(s, source, w->waypoint)) {
             if ((r = resolve_waypoint(s, w->waypoint, &ip, port, rng, rng_arg, &d)) < 0)
                 return r;
             *ret_dest = d;

@@ -761,7 +761,7 @@ static void test_select_waypoint(void **state)
             "  \"services\": {\"ns/wp.ns.svc.cluster.local\": {\"15008\": 15008}}},"
             " {\"uid\": \"c//Pod/ns/pinned\", \"name\": \"pinned\", \"namespace\": \"ns\","
             "  \"addresses\": [\"10.1.0.9\"], \"protocol\": \"HBONE\","
-            "  \"waypoint\": {\"key\": \"ns/wp\", \"addresses\": [\"10.96.0.50\"]}}"
+            "  \"waypoint\": {\"key\": \"ns/wp\"}}"
             "],"
             "\"services\": ["
             " {\"name\": \"app\", \"namespace\": \"ns\", \"hostname\": \"app.ns.svc.cluster.local\","
@@ -801,6 +801,10 @@ static void test_select_waypoint(void **state)
     assert_ptr_equal(d.workload, wp);
     assert_true(dp_mesh_ip_equal(&d.authority_ip, &pinned));
     assert_int_equal(d.authority_port, 7000);
+    /* ... referenced by key only: the waypoint itself goes straight to the pod */
+    assert_int_equal(dp_mesh_select_destination(s, wp, &pinned, 7000, NULL, NULL, &d), 0);
+    assert_int_equal(d.kind, DP_MESH_DEST_WORKLOAD);
+    assert_string_equal(d.workload->name, "pinned");
     dp_mesh_snapshot_unref(s);
 }
 
