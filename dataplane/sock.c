@@ -383,6 +383,35 @@ int dp_sock_set_nodelay(int fd, bool on)
     return setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
 }
 
+int dp_sock_set_keepalive(int fd, unsigned idle_s, unsigned intvl_s, unsigned cnt)
+{
+    int r;
+
+    if (idle_s == 0)
+        return setopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, 0);
+    if (idle_s > INT32_MAX || intvl_s == 0 || intvl_s > INT32_MAX || cnt == 0 || cnt > 127)
+        return -EINVAL;
+    if ((r = setopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)idle_s)) < 0 ||
+        (r = setopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, (int)intvl_s)) < 0 ||
+        (r = setopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT, (int)cnt)) < 0)
+        return r;
+    return setopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+}
+
+int dp_sock_close_reset(int fd)
+{
+    /* linger on with a zero timeout: close() discards unsent data and sends RST */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    int r = 0;
+
+    if (fd < 0)
+        return -EBADF;
+    if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
 int dp_sock_local_addr(int fd, struct sockaddr_storage *ret_ss, socklen_t *ret_len)
 {
     struct sockaddr_storage ss;

@@ -81,6 +81,14 @@ int dp_sock_connect_result(int fd);
  *  too: callers just try again. */
 int dp_sock_accept(int lfd, struct sockaddr_storage *ret_peer, socklen_t *ret_len, int *ret_fd);
 int dp_sock_set_nodelay(int fd, bool on);
+/** TCP keepalive: probe after idle_s of silence, every intvl_s, give up after cnt probes
+ *  (the connection then fails with -ETIMEDOUT). idle_s == 0 turns keepalive off. */
+int dp_sock_set_keepalive(int fd, unsigned idle_s, unsigned intvl_s, unsigned cnt);
+/** Close fd so that the peer sees a reset (RST, ECONNRESET) instead of an orderly FIN: how a
+ *  proxy passes on a reset or refuses a connection. Always closes fd; returns 0 or the -errno
+ *  of setting SO_LINGER (the fd is closed either way). The caller must have removed fd from
+ *  its loop first. */
+int dp_sock_close_reset(int fd);
 /** getsockname / getpeername into a sockaddr_storage. */
 int dp_sock_local_addr(int fd, struct sockaddr_storage *ret_ss, socklen_t *ret_len);
 int dp_sock_peer_addr(int fd, struct sockaddr_storage *ret_ss, socklen_t *ret_len);

@@ -270,6 +270,46 @@ static void test_tcp_refused_and_bad_args(void **state)
     assert_int_equal(count_fds(), fds);
 }
 
+/* Reset instead of FIN; keepalive settings. */
+static void test_tcp_reset_keepalive(void **state)
+{
+    struct sockaddr_storage la, peer;
+    socklen_t ll;
+    int l, c, s, v, n;
+    socklen_t vl = sizeof(v);
+    char buf[8];
+
+    (void)state;
+    assert_int_equal(dp_sock_parse_addr("127.0.0.1:0", &la, &ll), 0);
+    assert_int_equal(dp_sock_listen_tcp((struct sockaddr *)&la, ll, NULL, &l), 0);
+    assert_int_equal(dp_sock_local_addr(l, &la, &ll), 0);
+    connect_and_accept(l, (struct sockaddr *)&la, ll, NULL, &c, &s, &peer);
+
+    assert_int_equal(dp_sock_set_keepalive(c, 30, 5, 3), 0);
+    assert_int_equal(getsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &v, &vl), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(getsockopt(c, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl), 0);
+    assert_int_equal(v, 30);
+    assert_int_equal(getsockopt(c, IPPROTO_TCP, TCP_KEEPINTVL, &v, &vl), 0);
+    assert_int_equal(v, 5);
+    assert_int_equal(getsockopt(c, IPPROTO_TCP, TCP_KEEPCNT, &v, &vl), 0);
+    assert_int_equal(v, 3);
+    assert_int_equal(dp_sock_set_keepalive(c, 30, 0, 3), -EINVAL);
+    assert_int_equal(dp_sock_set_keepalive(c, 0, 0, 0), 0);
+    assert_int_equal(getsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &v, &vl), 0);
+    assert_int_equal(v, 0);
+
+    /* the peer of a reset close reads ECONNRESET, not EOF */
+    assert_int_equal(dp_sock_close_reset(c), 0);
+    wait_fd(s, POLLIN);
+    n = (int)read(s, buf, sizeof(buf));
+    assert_int_equal(n, -1);
+    assert_int_equal(errno, ECONNRESET);
+    close(s);
+    assert_int_equal(dp_sock_close_reset(-1), -EBADF);
+    close(l);
+}
+
 /* Source binding, SO_MARK, IP_TRANSPARENT and IP_FREEBIND need CAP_NET_ADMIN. */
 static void test_tcp_source_mark_transparent(void **state)
 {
@@ -579,6 +619,7 @@ int main(void)
             cmocka_unit_test(test_tcp_v4),
             cmocka_unit_test(test_tcp_v6),
             cmocka_unit_test(test_tcp_refused_and_bad_args),
+            cmocka_unit_test(test_tcp_reset_keepalive),
             cmocka_unit_test(test_tcp_source_mark_transparent),
             cmocka_unit_test(test_original_dst_netns),
             cmocka_unit_test_setup_teardown(test_unix, unix_setup, unix_teardown),
