@@ -9,9 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
+#include "httpd.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "operator/operator.h"
+#include "operator/server.h"
 
 #define SCOPE "operator"
 
@@ -19,7 +23,80 @@ struct main_ctx {
     struct dp_loop *loop;
     FILE *events_out;
     struct op_sub sub;
+    struct op_ctx *op;
+    struct dp_metrics *metrics;
+    struct dp_httpd *mhttpd;
+    struct dp_admin_ready *ready;
+    struct dp_timer stats_timer;
+    struct dp_metric_series *m_restarts, *m_rebuilds, *m_events, *m_roots, *m_root_errors,
+            *m_rebuild_ms, *m_version;
 };
+
+static bool on_ready_check(void *arg, char *reason, size_t reason_sz)
+{
+    struct main_ctx *m = arg;
+
+    if (op_ready(m->op))
+        return true;
+    snprintf(reason, reason_sz, "informers not synced");
+    return false;
+}
+
+/* Operator-level gauges are sampled every few seconds (cheap, no locking needed). */
+static void on_stats(struct dp_loop *loop, void *arg)
+{
+    struct main_ctx *m = arg;
+    const struct op_stats *st = op_stats(m->op);
+
+    dp_gauge_set(m->m_restarts, (double)op_watch_restarts(m->op));
+    dp_gauge_set(m->m_rebuilds, (double)st->rebuilds);
+    dp_gauge_set(m->m_events, (double)st->events);
+    dp_gauge_set(m->m_roots, (double)st->roots_published);
+    dp_gauge_set(m->m_root_errors, (double)st->root_publish_errors);
+    dp_gauge_set(m->m_rebuild_ms, st->last_rebuild_ms / 1000.0);
+    dp_gauge_set(m->m_version, (double)op_version(m->op));
+    dp_timer_arm(loop, &m->stats_timer, 2000);
+}
+
+static int gauge(struct dp_metrics *reg, const char *name, const char *help,
+                 struct dp_metric_series **ret)
+{
+    struct dp_metric *f;
+    int r = dp_metrics_gauge(reg, name, help, NULL, 0, &f);
+
+    return r < 0 ? r : dp_metric_series(f, NULL, 0, ret);
+}
+
+static int setup_metrics(struct main_ctx *m, const char *listen)
+{
+    int r;
+
+    if ((r = gauge(m->metrics, "ambit_operator_watch_restarts",
+                   "Kubernetes watches restarted after errors or 410 Gone", &m->m_restarts)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_snapshot_rebuilds", "Snapshot rebuilds",
+                   &m->m_rebuilds)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_snapshot_events", "Mesh object events produced",
+                   &m->m_events)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_root_configmaps_written",
+                   "istio-ca-root-cert ConfigMaps written", &m->m_roots)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_root_configmap_errors",
+                   "Failed istio-ca-root-cert ConfigMap writes", &m->m_root_errors)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_snapshot_build_seconds",
+                   "Duration of the last snapshot rebuild", &m->m_rebuild_ms)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_config_version", "Current config stream version",
+                   &m->m_version)) < 0)
+        return r;
+    r = dp_httpd_new(m->loop, &(struct dp_httpd_config){.name = "metrics"}, &m->mhttpd);
+    if (r < 0)
+        return r;
+    if ((r = dp_admin_add_metrics(m->mhttpd, m->metrics)) < 0 ||
+        (r = dp_admin_add_ready(m->mhttpd, on_ready_check, m, &m->ready)) < 0)
+        return r;
+    r = dp_httpd_listen_tcp(m->mhttpd, listen, NULL, NULL);
+    if (r < 0)
+        dp_error(SCOPE, "cannot listen for metrics", DP_LS("address", listen), DP_LERR(r));
+    return r;
+}
 
 static void usage(FILE *f)
 {
@@ -31,7 +108,13 @@ static void usage(FILE *f)
                "  --root-namespace NS   mesh root namespace (default istio-system)\n"
                "  --no-root-configmaps  do not publish istio-ca-root-cert ConfigMaps\n"
                "  --events-out PATH     append every pushed event as one JSON line (debugging, tests)\n"
-               "  --debounce-ms N       snapshot debounce (default 100)\n");
+               "  --debounce-ms N       snapshot debounce (default 100)\n"
+               "  --listen ADDR         node agent endpoint (default 0.0.0.0:15012)\n"
+               "  --plaintext           serve --listen without TLS (tests, debugging)\n"
+               "  --metrics-listen ADDR metrics + /healthz/ready (default 0.0.0.0:15014)\n"
+               "  --token-audience AUD  audience of node agent tokens (default istio-ca; '' = any)\n"
+               "  --node-agent-account NS/SA  trusted node agent service account (repeatable;\n"
+               "                        default <namespace>/ztunnel and <namespace>/ambit-node)\n");
 }
 
 static void on_signal(struct dp_loop *loop, int signo, void *arg)
@@ -71,15 +154,28 @@ int main(int argc, char **argv)
             {"no-root-configmaps", no_argument, NULL, 'R'},
             {"events-out", required_argument, NULL, 'e'},
             {"debounce-ms", required_argument, NULL, 'd'},
+            {"listen", required_argument, NULL, 'l'},
+            {"plaintext", no_argument, NULL, 'P'},
+            {"metrics-listen", required_argument, NULL, 'm'},
+            {"token-audience", required_argument, NULL, 'a'},
+            {"node-agent-account", required_argument, NULL, 'A'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
     };
     struct main_ctx m = {0};
     struct op_options opts;
+    struct op_server_config scfg;
+    struct op_server *srv = NULL;
+    const char *metrics_listen = "0.0.0.0:15014";
     struct op_ctx *op = NULL;
+    uint16_t port = 0;
+    const char *accounts[17] = {0};
+    char def_accounts[2][300];
+    unsigned n_accounts = 0;
     int c, r;
 
     op_options_defaults(&opts);
+    op_server_config_defaults(&scfg);
     if (dp_log_init_from_env() < 0)
         fprintf(stderr, "ambit-operator: bad LOG_LEVEL/LOG_FORMAT, using defaults\n");
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -112,6 +208,25 @@ int main(int argc, char **argv)
         case 'd':
             opts.debounce_ms = strtoull(optarg, NULL, 10);
             break;
+        case 'l':
+            scfg.listen = optarg;
+            break;
+        case 'P':
+            scfg.plaintext = true;
+            break;
+        case 'm':
+            metrics_listen = optarg;
+            break;
+        case 'a':
+            scfg.token_audience = optarg;
+            break;
+        case 'A':
+            if (n_accounts >= 16 || strchr(optarg, '/') == NULL) {
+                fprintf(stderr, "ambit-operator: --node-agent-account wants NS/SA (at most 16)\n");
+                return 2;
+            }
+            accounts[n_accounts++] = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -124,6 +239,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (n_accounts == 0) {
+        snprintf(def_accounts[0], sizeof(def_accounts[0]), "%s/ztunnel", opts.namespace);
+        snprintf(def_accounts[1], sizeof(def_accounts[1]), "%s/ambit-node", opts.namespace);
+        accounts[0] = def_accounts[0];
+        accounts[1] = def_accounts[1];
+    }
+    opts.trusted_accounts = accounts;
     signal(SIGPIPE, SIG_IGN);
     r = dp_loop_new(&m.loop);
     if (r < 0) {
@@ -135,8 +257,24 @@ int main(int argc, char **argv)
     r = op_new(m.loop, &opts, &op);
     if (r < 0)
         goto out;
+    m.op = op;
     if (m.events_out != NULL)
         op_subscribe(op, &m.sub, on_push, &m);
+    r = dp_metrics_new(&m.metrics);
+    if (r < 0)
+        goto out;
+    r = setup_metrics(&m, metrics_listen);
+    if (r < 0)
+        goto out;
+    dp_timer_init(&m.stats_timer, on_stats, &m);
+    dp_timer_arm(m.loop, &m.stats_timer, 0);
+    r = op_server_new(op, &scfg, m.metrics, &srv, &port);
+    if (r < 0) {
+        dp_error(SCOPE, "cannot serve node agents", DP_LS("address", scfg.listen), DP_LERR(r));
+        goto out;
+    }
+    dp_info(SCOPE, "serving node agents", DP_LS("address", scfg.listen), DP_LU("port", port),
+            DP_LB("tls", !scfg.plaintext));
     r = op_start(op);
     if (r < 0) {
         dp_error(SCOPE, "cannot start informers", DP_LERR(r));
@@ -146,7 +284,12 @@ int main(int argc, char **argv)
             DP_LS("trust_domain", opts.mesh.trust_domain));
     r = dp_loop_run(m.loop);
 out:
+    op_server_free(srv);
+    dp_httpd_free(m.mhttpd);
+    dp_admin_ready_free(m.ready);
+    dp_timer_cancel(&m.stats_timer);
     op_free(op);
+    dp_metrics_free(m.metrics);
     dp_loop_free(m.loop);
     if (m.events_out != NULL)
         fclose(m.events_out);

@@ -1,0 +1,748 @@
+/*
+ * server.c — config stream, certificate signing and roots for node agents. See server.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "buf.h"
+#include "csr_authz.h"
+#include "httpd.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+#define SCOPE            "operator"
+#define MAX_CSR          (64u << 10)
+#define MAX_TTL_S        (90 * 86400)
+
+struct stream;
+
+struct op_server {
+    struct op_ctx *op;
+    struct op_server_config cfg;
+    struct dp_httpd *httpd;
+    SSL_CTX *ssl_ctx;
+    struct dp_httpd_transport transport;
+    struct dp_list streams;
+    unsigned n_streams;
+    struct dp_metric_series *m_pushes, *m_push_events, *m_signed, *m_denied, *m_agents,
+            *m_dropped, *m_push_lat;
+};
+
+void op_server_config_defaults(struct op_server_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->listen = "0.0.0.0:15012";
+    c->token_audience = "istio-ca";
+    c->ping_ms = 15000;
+    c->max_stream_pending = 4u << 20;
+}
+
+/* ------------------------------------------------------------------ TLS transport */
+
+static int tls_on_accept(void *targ, int fd, void **ret_ctx)
+{
+    struct op_server *srv = targ;
+    SSL *ssl = SSL_new(srv->ssl_ctx);
+
+    if (ssl == NULL)
+        return -ENOMEM;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return -EIO;
+    }
+    SSL_set_accept_state(ssl);
+    *ret_ctx = ssl;
+    return 0;
+}
+
+static ssize_t tls_result(SSL *ssl, int n, unsigned *want)
+{
+    switch (SSL_get_error(ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        *want = DP_EV_READ;
+        return -EAGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        *want = DP_EV_WRITE;
+        return -EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        return n == 0 ? 0 : -ECONNRESET;
+    default:
+        ERR_clear_error();
+        return -EPROTO;
+    }
+}
+
+static ssize_t tls_read(void *ctx, int fd, void *buf, size_t len, unsigned *want)
+{
+    int n;
+
+    (void)fd;
+    n = SSL_read(ctx, buf, (int)DP_MIN(len, (size_t)1 << 30));
+    return n > 0 ? n : tls_result(ctx, n, want);
+}
+
+static ssize_t tls_write(void *ctx, int fd, const void *buf, size_t len, unsigned *want)
+{
+    int n;
+
+    (void)fd;
+    n = SSL_write(ctx, buf, (int)DP_MIN(len, (size_t)1 << 30));
+    return n > 0 ? n : tls_result(ctx, n, want);
+}
+
+static void tls_close(void *ctx)
+{
+    if (ctx != NULL) {
+        SSL_shutdown(ctx); /* best effort close_notify */
+        SSL_free(ctx);
+    }
+}
+
+/* A serving certificate (P-256, DNS SANs) signed by the operator's CA. */
+static int make_ssl_ctx(struct op_server *srv)
+{
+    const struct op_ca *ca = op_ca(srv->op);
+    const char *ns = op_opts(srv->op)->namespace;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    X509_EXTENSION *ext;
+    X509V3_CTX v3;
+    char san[1024];
+    int r = -EIO;
+
+    if (dp_ca_key_new(&key) < 0)
+        return -ENOMEM;
+    cert = X509_new();
+    if (cert == NULL)
+        goto out;
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), (long)(dp_now_us() & 0x7fffffff));
+    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 365L * 86400);
+    X509_set_pubkey(cert, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "O", MBSTRING_ASC,
+                               (const unsigned char *)"ambit", -1, -1, 0);
+    X509_set_issuer_name(cert, X509_get_subject_name(ca->ca->cert));
+    snprintf(san, sizeof(san),
+             "DNS:istiod.%s.svc,DNS:istiod.%s.svc.cluster.local,DNS:istiod.%s,DNS:istiod,"
+             "DNS:ambit-operator.%s.svc,DNS:ambit-operator.%s.svc.cluster.local,"
+             "DNS:ambit-operator.%s,DNS:ambit-operator,DNS:localhost,IP:127.0.0.1",
+             ns, ns, ns, ns, ns, ns);
+    X509V3_set_ctx(&v3, ca->ca->cert, cert, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+    if (ext == NULL)
+        goto out;
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_ext_key_usage, "serverAuth");
+    if (ext != NULL) {
+        X509_add_ext(cert, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    if (X509_sign(cert, ca->ca->key, EVP_sha256()) <= 0)
+        goto out;
+    srv->ssl_ctx = SSL_CTX_new(TLS_server_method());
+    if (srv->ssl_ctx == NULL)
+        goto out;
+    SSL_CTX_set_min_proto_version(srv->ssl_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(srv->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                           SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (SSL_CTX_use_certificate(srv->ssl_ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey(srv->ssl_ctx, key) != 1)
+        goto out;
+    /* send the chain up to (not including) the root */
+    SSL_CTX_add1_chain_cert(srv->ssl_ctx, ca->ca->cert);
+    for (int i = 0; ca->ca->chain && i < sk_X509_num(ca->ca->chain); i++) {
+        X509 *x = sk_X509_value(ca->ca->chain, i);
+
+        if (X509_check_issued(x, x) != X509_V_OK)
+            SSL_CTX_add1_chain_cert(srv->ssl_ctx, x);
+    }
+    r = 0;
+out:
+    ERR_clear_error();
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return r;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static const char *header(const struct dp_http_request *req, const char *name)
+{
+    for (unsigned i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0)
+            return req->headers[i].value;
+    return NULL;
+}
+
+/* value of query parameter `key` into buf (no percent-decoding: names are DNS labels) */
+static bool query_param(const struct dp_http_request *req, const char *key, char *buf, size_t bufsz)
+{
+    const char *q = req->query;
+    size_t klen = strlen(key);
+
+    while (q != NULL && *q) {
+        const char *amp = strchr(q, '&');
+        size_t n = amp ? (size_t)(amp - q) : strlen(q);
+
+        if (n > klen && strncmp(q, key, klen) == 0 && q[klen] == '=') {
+            size_t vlen = n - klen - 1;
+
+            if (vlen >= bufsz)
+                return false;
+            memcpy(buf, q + klen + 1, vlen);
+            buf[vlen] = '\0';
+            return true;
+        }
+        q = amp ? amp + 1 : NULL;
+    }
+    return false;
+}
+
+static void send_json(struct dp_httpd_resp *resp, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+
+    dp_httpd_resp_status(resp, status);
+    dp_httpd_resp_header(resp, "Content-Type", "application/json");
+    if (text != NULL) {
+        dp_httpd_resp_body(resp, text, strlen(text));
+        dp_httpd_resp_body(resp, "\n", 1);
+    }
+    free(text);
+    json_decref(body);
+}
+
+static void send_error(struct dp_httpd_resp *resp, int status, const char *msg)
+{
+    send_json(resp, status, json_pack("{s:s}", "error", msg));
+}
+
+/* ------------------------------------------------------------------ authentication */
+
+struct auth_req;
+typedef void auth_done_cb(struct auth_req *a, int r, const struct dp_kube_token_info *ti);
+
+/* A held request waiting for its TokenReview. */
+struct auth_req {
+    struct op_server *srv;
+    struct dp_httpd_resp *resp;
+    struct dp_kube_req *kreq;
+    auth_done_cb *done;
+    bool aborted;
+    char node[256];
+    uint64_t since;
+    bool has_since;
+    char *csr, *identity; /* certificate requests */
+    int64_t ttl_s;
+};
+
+static void auth_free(struct auth_req *a)
+{
+    if (a == NULL)
+        return;
+    free(a->csr);
+    free(a->identity);
+    free(a);
+}
+
+static void on_auth_abort(struct dp_httpd_resp *resp, void *arg)
+{
+    struct auth_req *a = arg;
+
+    (void)resp;
+    /* the agent went away while we asked the API server: cancel and forget */
+    dp_kube_req_cancel(a->kreq);
+    auth_free(a);
+}
+
+static void on_review_done(int r, long http, json_t *body, const char *errmsg, void *arg)
+{
+    struct auth_req *a = arg;
+    struct dp_kube_token_info ti = {0};
+
+    (void)http;
+    a->kreq = NULL;
+    if (r < 0) {
+        dp_warn(SCOPE, "TokenReview failed", DP_LS("detail", errmsg), DP_LERR(r));
+        send_error(a->resp, 503, "cannot verify the token now");
+        dp_httpd_resp_finish(a->resp);
+        auth_free(a);
+        return;
+    }
+    r = dp_kube_token_review_parse(body, &ti);
+    a->done(a, r, &ti);
+    dp_kube_token_info_done(&ti);
+}
+
+/* Hold resp and start a TokenReview for its bearer token. */
+static void authenticate(struct op_server *srv, struct dp_httpd_resp *resp,
+                         const struct dp_http_request *req, auth_done_cb *done,
+                         struct auth_req *a)
+{
+    const char *authz = header(req, "Authorization");
+    const char *aud = srv->cfg.token_audience && srv->cfg.token_audience[0]
+                              ? srv->cfg.token_audience
+                              : NULL;
+    json_t *body;
+    char *path = NULL;
+    int r;
+
+    if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0 || authz[7] == '\0') {
+        dp_counter_add(srv->m_denied, 1);
+        send_error(resp, 401, "missing bearer token");
+        auth_free(a);
+        return;
+    }
+    a->srv = srv;
+    a->resp = resp;
+    a->done = done;
+    body = dp_kube_token_review_body(authz + 7, aud);
+    r = body ? dp_kube_path(&DP_KUBE_RES_TOKENREVIEWS, NULL, NULL, NULL, NULL, &path) : -ENOMEM;
+    if (r == 0)
+        r = dp_kube_multi_request(op_multi(srv->op), "POST", path, "application/json", body,
+                                  on_review_done, a, &a->kreq);
+    json_decref(body);
+    free(path);
+    if (r < 0) {
+        send_error(resp, 503, "cannot verify the token now");
+        auth_free(a);
+        return;
+    }
+    dp_httpd_resp_hold(resp, on_auth_abort, a);
+}
+
+/* ------------------------------------------------------------------ certificates */
+
+static void on_csr_authenticated(struct auth_req *a, int r, const struct dp_kube_token_info *ti)
+{
+    struct auth_req *c = a;
+    struct op_server *srv = a->srv;
+    const struct op_options *o = op_opts(srv->op);
+    const struct op_csr_policy pol = {.trust_domain = o->mesh.trust_domain,
+                                      .trusted_accounts = o->trusted_accounts};
+    json_t *chain = NULL;
+    char why[300] = "";
+    char *uri = NULL;
+
+    if (r < 0) {
+        send_error(a->resp, 502, "malformed TokenReview answer");
+        goto out;
+    }
+    r = op_csr_authorize(&pol, ti, c->identity, op_pods(srv->op),
+                         json_object_get(op_snapshot(srv->op), "waypoint"), why, sizeof(why));
+    if (r < 0) {
+        dp_counter_add(srv->m_denied, 1);
+        dp_warn(SCOPE, "certificate denied", DP_LS("identity", c->identity),
+                DP_LS("caller", ti->username ? ti->username : ""), DP_LS("reason", why));
+        send_error(a->resp, r == -EACCES ? 401 : r == -EINVAL ? 400 : 403, why);
+        goto out;
+    }
+    r = op_ca_sign(op_ca(srv->op), c->csr, strlen(c->csr), c->ttl_s, &chain, &uri);
+    if (r < 0) {
+        dp_counter_add(srv->m_denied, 1);
+        send_error(a->resp, 400, "malformed CSR");
+        goto out;
+    }
+    if (strcmp(uri, c->identity) != 0) {
+        dp_counter_add(srv->m_denied, 1);
+        dp_warn(SCOPE, "certificate denied", DP_LS("identity", c->identity),
+                DP_LS("reason", "CSR SAN differs from the requested identity"));
+        send_error(a->resp, 400, "CSR URI SAN does not match identity");
+        json_decref(chain);
+        goto out;
+    }
+    dp_counter_add(srv->m_signed, 1);
+    dp_info(SCOPE, "certificate signed", DP_LS("identity", c->identity),
+            DP_LS("caller", ti->username ? ti->username : ""), DP_LS("why", why));
+    send_json(a->resp, 200, json_pack("{s:o}", "certChain", chain));
+out:
+    free(uri);
+    dp_httpd_resp_finish(a->resp);
+    auth_free(a);
+}
+
+static void on_certificates(struct dp_httpd_resp *resp, const struct dp_http_request *req,
+                            void *arg)
+{
+    struct op_server *srv = arg;
+    const struct op_options *o = op_opts(srv->op);
+    struct auth_req *c;
+    json_error_t jerr;
+    json_t *body;
+    const char *csr, *id;
+    json_int_t ttl = 0;
+
+    if (req->body_len > MAX_CSR + 4096) {
+        send_error(resp, 413, "request too large");
+        return;
+    }
+    body = json_loadb(req->body, req->body_len, 0, &jerr);
+    csr = json_string_value(json_object_get(body, "csr"));
+    id = json_string_value(json_object_get(body, "identity"));
+    if (json_is_integer(json_object_get(body, "ttlSeconds")))
+        ttl = json_integer_value(json_object_get(body, "ttlSeconds"));
+    if (csr == NULL || id == NULL || ttl < 0) {
+        json_decref(body);
+        send_error(resp, 400, "body must be {\"csr\": PEM, \"identity\": spiffe id, \"ttlSeconds\"}");
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->csr = strdup(csr)) == NULL || (c->identity = strdup(id)) == NULL) {
+        auth_free(c);
+        json_decref(body);
+        send_error(resp, 500, "out of memory");
+        return;
+    }
+    c->ttl_s = ttl == 0 ? o->cert_ttl_s : ttl > MAX_TTL_S ? MAX_TTL_S : ttl;
+    json_decref(body);
+    authenticate(srv, resp, req, on_csr_authenticated, c);
+}
+
+/* ------------------------------------------------------------------ config stream */
+
+struct stream {
+    struct op_sub sub;
+    struct dp_list link;
+    struct op_server *srv;
+    struct dp_httpd_resp *resp;
+    struct dp_timer ping;
+    char node[256];
+    bool dead;
+};
+
+static void stream_close(struct stream *s, bool end)
+{
+    struct op_server *srv = s->srv;
+
+    if (s->dead)
+        return;
+    s->dead = true;
+    op_unsubscribe(&s->sub);
+    dp_list_del(&s->link);
+    dp_timer_cancel(&s->ping);
+    srv->n_streams--;
+    dp_gauge_set(srv->m_agents, srv->n_streams);
+    if (end)
+        dp_httpd_resp_stream_end(s->resp);
+    free(s);
+}
+
+/* Write events (+ synced). Returns false if the stream had to be dropped. */
+static bool stream_send(struct stream *s, const json_t *events, bool reset)
+{
+    struct dp_buf *b = NULL;
+    json_t *e;
+    size_t i;
+    int r;
+
+    if (dp_buf_new(4096, s->srv->cfg.max_stream_pending, &b) < 0)
+        return false;
+    r = reset ? dp_buf_append_str(&b, "{\"type\":\"reset\"}\n") : 0;
+    json_array_foreach(events, i, e) {
+        char *line;
+
+        if (r < 0)
+            break;
+        line = json_dumps(e, JSON_COMPACT);
+        if (line == NULL) {
+            r = -ENOMEM;
+            break;
+        }
+        r = dp_buf_appendf(&b, "%s\n", line);
+        free(line);
+    }
+    if (r == 0)
+        r = dp_buf_appendf(&b, "{\"type\":\"synced\",\"version\":%llu}\n",
+                           (unsigned long long)op_version(s->srv->op));
+    if (r == 0)
+        r = dp_httpd_resp_stream_write(s->resp, dp_buf_head(b), b->len);
+    dp_buf_free(b);
+    if (r < 0) {
+        dp_counter_add(s->srv->m_dropped, 1);
+        dp_warn(SCOPE, "dropping a config stream that cannot keep up", DP_LS("node", s->node),
+                DP_LERR(r));
+        stream_close(s, r != -EPIPE);
+        return false;
+    }
+    dp_timer_arm(op_loop(s->srv->op), &s->ping, s->srv->cfg.ping_ms);
+    return true;
+}
+
+static void on_stream_push(struct op_ctx *op, const json_t *events, void *arg)
+{
+    struct stream *s = arg;
+    uint64_t t0 = dp_now_us();
+
+    (void)op;
+    if (stream_send(s, events, false)) {
+        dp_counter_add(s->srv->m_pushes, 1);
+        dp_counter_add(s->srv->m_push_events, json_array_size(events));
+        dp_histogram_observe(s->srv->m_push_lat, (double)(dp_now_us() - t0) / 1e6);
+    }
+}
+
+static void on_ping(struct dp_loop *loop, void *arg)
+{
+    struct stream *s = arg;
+    static const char ping[] = "{\"type\":\"ping\"}\n";
+
+    if (dp_httpd_resp_stream_write(s->resp, ping, sizeof(ping) - 1) < 0) {
+        stream_close(s, false);
+        return;
+    }
+    dp_timer_arm(loop, &s->ping, s->srv->cfg.ping_ms);
+}
+
+static void on_stream_abort(struct dp_httpd_resp *resp, void *arg)
+{
+    struct stream *s = arg;
+
+    (void)resp;
+    dp_info(SCOPE, "config stream closed", DP_LS("node", s->node));
+    stream_close(s, false);
+}
+
+static void on_config_authenticated(struct auth_req *a, int r, const struct dp_kube_token_info *ti)
+{
+    struct op_server *srv = a->srv;
+    const struct op_options *o = op_opts(srv->op);
+    char acct[512];
+    bool trusted = false;
+    struct stream *s;
+    json_t *events;
+    bool reset = false;
+
+    if (r < 0 || !ti->authenticated) {
+        send_error(a->resp, 401, ti->error ? ti->error : "token not authenticated");
+        goto fail;
+    }
+    snprintf(acct, sizeof(acct), "%s/%s", ti->sa_namespace ? ti->sa_namespace : "",
+             ti->sa_name ? ti->sa_name : "");
+    for (const char *const *t = o->trusted_accounts; t && *t; t++)
+        trusted |= strcmp(*t, acct) == 0;
+    if (!trusted) {
+        dp_warn(SCOPE, "config stream denied", DP_LS("caller", ti->username ? ti->username : ""),
+                DP_LS("reason", "not a node agent account"));
+        send_error(a->resp, 403, "not a node agent service account");
+        goto fail;
+    }
+    if (!op_ready(srv->op)) {
+        send_error(a->resp, 503, "operator not synced yet");
+        goto fail;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        send_error(a->resp, 500, "out of memory");
+        goto fail;
+    }
+    s->srv = srv;
+    s->resp = a->resp;
+    snprintf(s->node, sizeof(s->node), "%s", a->node);
+    dp_timer_init(&s->ping, on_ping, s);
+    events = a->has_since ? op_events_since(srv->op, a->since) : NULL;
+    if (events == NULL) {
+        reset = a->has_since;
+        if (op_snapshot_full(op_snapshot(srv->op), 0, &events) < 0) {
+            free(s);
+            send_error(a->resp, 500, "out of memory");
+            goto fail;
+        }
+        /* a full snapshot carries the current version on every object */
+        {
+            json_t *e;
+            size_t i;
+
+            json_array_foreach(events, i, e)
+                json_object_set_new(e, "version", json_integer((json_int_t)op_version(srv->op)));
+        }
+    }
+    if (dp_httpd_resp_stream_start(a->resp, "application/x-ndjson", on_stream_abort, s) < 0) {
+        json_decref(events);
+        free(s);
+        send_error(a->resp, 500, "cannot stream");
+        goto fail;
+    }
+    dp_list_add_tail(&srv->streams, &s->link);
+    srv->n_streams++;
+    dp_gauge_set(srv->m_agents, srv->n_streams);
+    op_subscribe(srv->op, &s->sub, on_stream_push, s);
+    dp_info(SCOPE, "config stream opened", DP_LS("node", s->node),
+            DP_LS("caller", ti->username ? ti->username : ""),
+            DP_LU("events", json_array_size(events)), DP_LB("reset", reset));
+    stream_send(s, events, reset);
+    json_decref(events);
+    auth_free(a);
+    return;
+fail:
+    dp_httpd_resp_finish(a->resp);
+    auth_free(a);
+}
+
+static void on_config(struct dp_httpd_resp *resp, const struct dp_http_request *req, void *arg)
+{
+    struct op_server *srv = arg;
+    struct auth_req *a = calloc(1, sizeof(*a));
+    char since[32];
+
+    if (a == NULL) {
+        send_error(resp, 500, "out of memory");
+        return;
+    }
+    if (!query_param(req, "node", a->node, sizeof(a->node)) || a->node[0] == '\0') {
+        free(a);
+        send_error(resp, 400, "node=<name> is required");
+        return;
+    }
+    if (query_param(req, "since", since, sizeof(since))) {
+        char *end;
+
+        a->since = strtoull(since, &end, 10);
+        a->has_since = *end == '\0' && since[0] != '\0';
+    }
+    authenticate(srv, resp, req, on_config_authenticated, a);
+}
+
+/* ------------------------------------------------------------------ roots, ready */
+
+static void on_roots(struct dp_httpd_resp *resp, const struct dp_http_request *req, void *arg)
+{
+    struct op_server *srv = arg;
+
+    (void)req;
+    dp_httpd_resp_header(resp, "Content-Type", "application/x-pem-file");
+    dp_httpd_resp_body(resp, op_ca(srv->op)->root_pem, strlen(op_ca(srv->op)->root_pem));
+}
+
+static void on_ready(struct dp_httpd_resp *resp, const struct dp_http_request *req, void *arg)
+{
+    struct op_server *srv = arg;
+
+    (void)req;
+    if (op_ready(srv->op))
+        dp_httpd_resp_text(resp, 200, "ready\n");
+    else
+        dp_httpd_resp_text(resp, 503, "not ready: informers not synced\n");
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+static int register_metrics(struct op_server *srv, struct dp_metrics *m)
+{
+    static const char *const result_key[] = {"result"};
+    static const char *const signed_v[] = {"signed"}, *const denied_v[] = {"denied"};
+    struct dp_metric *f;
+    int r;
+
+    if (m == NULL) {
+        r = dp_metrics_new(&m); /* private registry, leaked only with the process */
+        if (r < 0)
+            return r;
+    }
+    if ((r = dp_metrics_counter(m, "ambit_operator_config_pushes_total",
+                                "Batches pushed to node agent config streams", NULL, 0, &f)) < 0 ||
+        (r = dp_metric_series(f, NULL, 0, &srv->m_pushes)) < 0)
+        return r;
+    if ((r = dp_metrics_counter(m, "ambit_operator_config_push_events_total",
+                                "Mesh object events pushed to node agents", NULL, 0, &f)) < 0 ||
+        (r = dp_metric_series(f, NULL, 0, &srv->m_push_events)) < 0)
+        return r;
+    if ((r = dp_metrics_counter(m, "ambit_operator_csr_total", "Certificate requests by result",
+                                result_key, 1, &f)) < 0 ||
+        (r = dp_metric_series(f, signed_v, 1, &srv->m_signed)) < 0 ||
+        (r = dp_metric_series(f, denied_v, 1, &srv->m_denied)) < 0)
+        return r;
+    if ((r = dp_metrics_gauge(m, "ambit_operator_connected_agents",
+                              "Open node agent config streams", NULL, 0, &f)) < 0 ||
+        (r = dp_metric_series(f, NULL, 0, &srv->m_agents)) < 0)
+        return r;
+    if ((r = dp_metrics_counter(m, "ambit_operator_config_streams_dropped_total",
+                                "Config streams dropped because the agent could not keep up",
+                                NULL, 0, &f)) < 0 ||
+        (r = dp_metric_series(f, NULL, 0, &srv->m_dropped)) < 0)
+        return r;
+    if ((r = dp_metrics_histogram(m, "ambit_operator_config_push_seconds",
+                                  "Time to serialise and queue one batch for one agent", NULL, 0,
+                                  dp_metrics_latency_bounds, dp_metrics_latency_bounds_n,
+                                  &f)) < 0 ||
+        (r = dp_metric_series(f, NULL, 0, &srv->m_push_lat)) < 0)
+        return r;
+    return 0;
+}
+
+int op_server_new(struct op_ctx *op, const struct op_server_config *cfg, struct dp_metrics *m,
+                  struct op_server **ret_srv, uint16_t *ret_port)
+{
+    struct dp_httpd_config hc = {.name = "operator"};
+    struct op_server *srv;
+    int r;
+
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return -ENOMEM;
+    srv->op = op;
+    srv->cfg = *cfg;
+    dp_list_init(&srv->streams);
+    r = register_metrics(srv, m);
+    if (r < 0)
+        goto fail;
+    hc.max_stream_pending = cfg->max_stream_pending;
+    hc.max_conns = 4096;
+    hc.idle_timeout_ms = 300000;
+    if (!cfg->plaintext) {
+        r = make_ssl_ctx(srv);
+        if (r < 0)
+            goto fail;
+        srv->transport.on_accept = tls_on_accept;
+        srv->transport.read = tls_read;
+        srv->transport.write = tls_write;
+        srv->transport.close = tls_close;
+        hc.transport = &srv->transport;
+        hc.transport_arg = srv;
+    }
+    r = dp_httpd_new(op_loop(op), &hc, &srv->httpd);
+    if (r < 0)
+        goto fail;
+    if ((r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_GET), "/v1/config", 0, on_config,
+                            srv)) < 0 ||
+        (r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_POST), "/v1/certificates", 0,
+                            on_certificates, srv)) < 0 ||
+        (r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_GET), "/v1/roots", 0, on_roots,
+                            srv)) < 0 ||
+        (r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_GET), "/ready", 0, on_ready,
+                            srv)) < 0)
+        goto fail;
+    r = dp_httpd_listen_tcp(srv->httpd, cfg->listen, NULL, ret_port);
+    if (r < 0)
+        goto fail;
+    *ret_srv = srv;
+    return 0;
+fail:
+    op_server_free(srv);
+    return r;
+}
+
+void op_server_free(struct op_server *srv)
+{
+    if (srv == NULL)
+        return;
+    /* aborts held/streaming responses: their on_abort frees streams and auth requests */
+    dp_httpd_free(srv->httpd);
+    SSL_CTX_free(srv->ssl_ctx);
+    free(srv);
+}
+
+unsigned op_server_streams(const struct op_server *srv)
+{
+    return srv->n_streams;
+}
