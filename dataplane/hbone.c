@@ -141,7 +141,6 @@ struct hbs {
     char *forwarded;
     char *traceparent;
     bool has_protocol;
-    char peer_id[DP_SPIFFE_MAX];
 };
 
 struct dp_hbone_pool {
@@ -339,8 +338,9 @@ static struct hbs *hbs_new(struct hbc *c)
     c->n_live++;
     s->stats.start_ms = dp_now_ms();
     s->stats.response_flags = "-";
-    s->stats.peer_id = s->peer_id;
-    s->req.peer_id = s->peer_id;
+    /* the hbc outlives its streams, so its peer_id can be lent out */
+    s->stats.peer_id = c->peer_id;
+    s->req.peer_id = c->peer_id;
     return s;
 }
 
@@ -846,12 +846,6 @@ static void hbc_became_ready(struct hbc *c)
     dp_timer_cancel(&c->timer);
     if (c->tls != NULL)
         snprintf(c->peer_id, sizeof(c->peer_id), "%s", dp_tls_peer_id(c->tls));
-    struct dp_list *pos;
-    dp_list_for_each(pos, &c->streams)
-    {
-        struct hbs *s = dp_container_of(pos, struct hbs, link);
-        snprintf(s->peer_id, sizeof(s->peer_id), "%s", c->peer_id);
-    }
 }
 
 static void on_hbc_io(struct dp_loop *loop, int fd, unsigned events, void *arg)
@@ -1039,7 +1033,6 @@ static int on_h2_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, 
     s->req.stream_id = (uint32_t)s->id;
     s->req.peer_addr = (const struct sockaddr *)&c->peer_addr;
     s->req.local_addr = (const struct sockaddr *)&c->local_addr;
-    snprintf(s->peer_id, sizeof(s->peer_id), "%s", c->peer_id);
     c->n_open++;
     nghttp2_session_set_stream_user_data(h2, s->id, s);
     return 0;
@@ -1957,8 +1950,6 @@ int dp_hbone_open(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
     dp_timer_cancel(&c->timer);
     if (c->st == HBC_CONNECTING || c->st == HBC_HANDSHAKE)
         dp_timer_arm(c->loop, &c->timer, c->lim.handshake_timeout_ms);
-    else
-        snprintf(s->peer_id, sizeof(s->peer_id), "%s", c->peer_id);
     hbc_schedule_flush(c);
 out:
     if (ret_hbs != NULL)
