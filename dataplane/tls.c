@@ -1125,7 +1125,7 @@ unsigned dp_tls_want(const struct dp_tls *tls)
 
 bool dp_tls_pending(const struct dp_tls *tls)
 {
-    return SSL_pending(tls->ssl) > 0;
+    return SSL_has_pending(tls->ssl) == 1; /* decrypted or read-ahead bytes */
 }
 
 const char *dp_tls_error(const struct dp_tls *tls)
