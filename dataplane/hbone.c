@@ -662,6 +662,19 @@ static ssize_t transport_write(struct hbc *c, const void *buf, size_t len)
     }
 }
 
+static size_t out_len(const struct hbc *c)
+{
+    return c->out != NULL ? c->out->len : 0;
+}
+
+/* The frame buffer exists only while frames are queued (idle connections stay small). */
+static int out_ensure(struct hbc *c)
+{
+    if (c->out != NULL)
+        return 0;
+    return dp_buf_new(32 * 1024, OUT_LIMIT, &c->out);
+}
+
 static void hbc_update_io(struct hbc *c)
 {
     unsigned ev = 0;
@@ -715,14 +728,14 @@ static int hbc_flush(struct hbc *c)
         }
     }
     for (;;) {
-        if (c->out->len < OUT_HIGH) {
+        if (out_len(c) < OUT_HIGH) {
             int rv = nghttp2_session_send(c->h2);
             if (rv != 0) {
                 snprintf(c->error, sizeof(c->error), "h2 send: %s", nghttp2_strerror(rv));
                 return -EPROTO;
             }
         }
-        if (c->out->len == 0)
+        if (out_len(c) == 0)
             break;
         ssize_t n = transport_write(c, dp_buf_head(c->out), c->out->len);
         if (n == -EAGAIN) {
@@ -737,16 +750,13 @@ static int hbc_flush(struct hbc *c)
         c->write_wants_read = false;
         dp_buf_consume(c->out, (size_t)n);
     }
-    if (c->out->len == 0 && c->out->cap > 64 * 1024) {
-        /* give back a burst-sized buffer when idle */
-        struct dp_buf *nb;
-        if (dp_buf_new(16 * 1024, OUT_LIMIT, &nb) == 0) {
-            dp_buf_free(c->out);
-            c->out = nb;
-        }
+    if (c->out != NULL && c->out->len == 0) {
+        /* idle connections keep no frame buffer */
+        dp_buf_free(c->out);
+        c->out = NULL;
     }
     if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-        c->out->len == 0 && (c->tls == NULL || !dp_tls_wpending(c->tls))) {
+        out_len(c) == 0 && (c->tls == NULL || !dp_tls_wpending(c->tls))) {
         hbc_close(c, c->error[0] ? c->error : NULL);
         return -ECONNRESET;
     }
@@ -932,7 +942,9 @@ static ssize_t on_h2_send(nghttp2_session *h2, const uint8_t *data, size_t len, 
     (void)h2;
     (void)flags;
 
-    if (c->out->len >= OUT_HIGH)
+    if (out_len(c) >= OUT_HIGH)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (out_ensure(c) < 0)
         return NGHTTP2_ERR_WOULDBLOCK;
     room = OUT_LIMIT - c->out->len;
     if (len > room)
@@ -951,9 +963,9 @@ static int on_h2_send_data(nghttp2_session *h2, nghttp2_frame *frame, const uint
 
     if (s == NULL || s->to_h2 == NULL || s->to_h2->len < length)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if (c->out->len >= OUT_HIGH)
+    if (out_len(c) >= OUT_HIGH)
         return NGHTTP2_ERR_WOULDBLOCK;
-    if (dp_buf_reserve(&c->out, 9 + length) < 0)
+    if (out_ensure(c) < 0 || dp_buf_reserve(&c->out, 9 + length) < 0)
         return NGHTTP2_ERR_WOULDBLOCK;
     memcpy(dp_buf_tail(c->out), framehd, 9);
     memcpy(dp_buf_tail(c->out) + 9, dp_buf_head(s->to_h2), length);
@@ -1500,8 +1512,6 @@ static int hbc_new(struct dp_loop *loop, int fd, bool server, struct dp_identity
     dp_defer_init(&c->flush_defer, on_flush_defer, c);
     dp_defer_init(&c->free_defer, on_hbc_free_defer, c);
     c->flood_win_ms = dp_now_ms();
-    if (dp_buf_new(16 * 1024, OUT_LIMIT, &c->out) < 0)
-        goto fail;
     cbs = make_callbacks();
     if (cbs == NULL || nghttp2_option_new(&opt) != 0)
         goto fail;
