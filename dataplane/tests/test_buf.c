@@ -3,6 +3,7 @@
 /* clang-format off */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,29 @@
 /* clang-format on */
 
 #include "buf.h"
+
+/* ---- allocation torture (curl-style): fail the Nth allocation made by libambit code.
+ * test_buf.ldflags wraps malloc/realloc at link time; cmocka's own allocations (in its shared
+ * library) are not affected. */
+void *__real_malloc(size_t n);
+void *__real_realloc(void *p, size_t n);
+static long alloc_fail_at = -1; /* -1: never */
+static long alloc_count;
+
+static bool alloc_should_fail(void)
+{
+    return alloc_fail_at >= 0 && alloc_count++ == alloc_fail_at;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return alloc_should_fail() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return alloc_should_fail() ? NULL : __real_realloc(p, n);
+}
 
 static void test_new_limits(void **state)
 {
@@ -152,6 +176,64 @@ static void test_fd_io(void **state)
     dp_buf_free(out);
 }
 
+/* A scripted sequence of operations, run with allocation N failing for every N: each call
+ * either succeeds or returns -ENOMEM, and a failed call leaves the buffer exactly as it was. */
+static void test_alloc_torture(void **state)
+{
+    long n;
+    int failures = 0;
+
+    (void)state;
+    for (n = 0;; n++) {
+        struct dp_buf *b = NULL;
+        char model[4096];
+        size_t mlen = 0;
+        int i, r;
+
+        alloc_count = 0;
+        alloc_fail_at = n;
+        r = dp_buf_new(1, sizeof(model), &b);
+        if (r < 0) {
+            assert_int_equal(r, -ENOMEM);
+            assert_null(b);
+            failures++;
+            continue;
+        }
+        for (i = 0; i < 40; i++) {
+            char chunk[64];
+            size_t len = 1 + (size_t)(i * 7) % sizeof(chunk);
+
+            memset(chunk, 'a' + i % 26, len);
+            if (i % 3 == 2) {
+                r = dp_buf_appendf(&b, "%.*s", (int)len, chunk);
+            } else {
+                r = dp_buf_append(&b, chunk, len);
+            }
+            if (r < 0) {
+                assert_int_equal(r, -ENOMEM);
+                failures++;
+            } else {
+                memcpy(model + mlen, chunk, len);
+                mlen += len;
+            }
+            assert_int_equal(b->len, mlen);
+            assert_memory_equal(dp_buf_head(b), model, mlen);
+            if (i % 5 == 4 && mlen > 10) {
+                dp_buf_consume(b, 10);
+                memmove(model, model + 10, mlen - 10);
+                mlen -= 10;
+            }
+        }
+        dp_buf_free(b);
+        if (alloc_count <= n) /* the script ran without reaching allocation n: done */
+            break;
+    }
+    alloc_fail_at = -1;
+    print_message("allocation torture: %ld allocation points, %d -ENOMEM seen\n", n, failures);
+    assert_true(n > 5);
+    assert_true(failures >= n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +242,7 @@ int main(void)
             cmocka_unit_test(test_reserve_commit_content),
             cmocka_unit_test(test_appendf),
             cmocka_unit_test(test_fd_io),
+            cmocka_unit_test(test_alloc_torture),
     };
     return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -17,6 +18,27 @@
 /* clang-format on */
 
 #include "loop.h"
+
+/* ---- allocation torture: test_loop.ldflags wraps malloc/calloc at link time */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+static long alloc_fail_at = -1; /* -1: never */
+static long alloc_count;
+
+static bool alloc_should_fail(void)
+{
+    return alloc_fail_at >= 0 && alloc_count++ == alloc_fail_at;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return alloc_should_fail() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+    return alloc_should_fail() ? NULL : __real_calloc(n, m);
+}
 
 /* ------------------------------------------------------------------ fake clock */
 
@@ -804,6 +826,43 @@ static void test_signals(void **state)
     assert_int_equal(sig_seen[2], 0);
 }
 
+static int torture_runs;
+static void on_torture_post(struct dp_loop *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    torture_runs++;
+}
+
+/* dp_loop_new and dp_loop_post fail cleanly with -ENOMEM and nothing leaks (ASan/valgrind). */
+static void test_alloc_torture(void **state)
+{
+    struct dp_loop *loop = NULL;
+    long n;
+    int i, ok;
+
+    (void)state;
+    alloc_count = 0;
+    alloc_fail_at = 0;
+    assert_int_equal(dp_loop_new(&loop), -ENOMEM);
+    assert_null(loop);
+    alloc_fail_at = -1;
+    assert_int_equal(dp_loop_new(&loop), 0);
+    for (n = 0; n < 5; n++) {
+        alloc_count = 0;
+        alloc_fail_at = n;
+        torture_runs = 0;
+        ok = 0;
+        for (i = 0; i < 5; i++)
+            ok += dp_loop_post(loop, on_torture_post, NULL) == 0;
+        alloc_fail_at = -1;
+        assert_int_equal(ok, 4);
+        assert_int_equal(dp_loop_run_once(loop, 1000), 4);
+        assert_int_equal(torture_runs, 4);
+    }
+    dp_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,6 +884,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_post_counts, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_wake_and_stop, setup_real, teardown),
             cmocka_unit_test_setup_teardown(test_signals, setup_real, teardown),
+            cmocka_unit_test(test_alloc_torture),
     };
     return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }
