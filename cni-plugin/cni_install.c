@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "cni_config.h"
 #include "cni_install.h"
 #include "json.h"
@@ -375,5 +377,76 @@ int cni_uninstall(const struct cni_install_opts *o, char *errbuf, size_t errsz)
     }
     json_decref(conf);
     json_decref(stripped);
+    return r;
+}
+
+int cni_install_write_kubeconfig(const char *path, const char *sa_dir, const char *host,
+                                 const char *port, char *errbuf, size_t errsz)
+{
+    char p[4096], *ca = NULL, *token = NULL, *b64 = NULL, *text = NULL, *old = NULL;
+    size_t ca_len, token_len, old_len;
+    json_t *kc = NULL;
+    int r;
+
+    if (host == NULL || host[0] == '\0' || port == NULL || port[0] == '\0') {
+        snprintf(errbuf, errsz, "KUBERNETES_SERVICE_HOST/PORT not set (not running in a pod?)");
+        return -ENOENT;
+    }
+    snprintf(p, sizeof(p), "%s/ca.crt", sa_dir);
+    r = read_file(p, 1u << 20, &ca, &ca_len);
+    if (r < 0) {
+        snprintf(errbuf, errsz, "read %s: %s", p, strerror(-r));
+        goto out;
+    }
+    snprintf(p, sizeof(p), "%s/token", sa_dir);
+    r = read_file(p, 1u << 20, &token, &token_len);
+    if (r < 0) {
+        snprintf(errbuf, errsz, "read %s: %s", p, strerror(-r));
+        goto out;
+    }
+    while (token_len && (token[token_len - 1] == '\n' || token[token_len - 1] == '\r'))
+        token[--token_len] = 0;
+    b64 = malloc(4 * ((ca_len + 2) / 3) + 1);
+    if (b64 == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)ca, (int)ca_len);
+    char server[512];
+    snprintf(server, sizeof(server), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
+             port);
+    kc = json_pack("{s:s, s:s, s:[{s:s, s:{s:s, s:s}}], s:[{s:s, s:{s:s}}],"
+                   " s:[{s:s, s:{s:s, s:s}}], s:s}",
+                   "apiVersion", "v1", "kind", "Config", "clusters", "name", "local", "cluster",
+                   "server", server, "certificate-authority-data", b64, "users", "name", "ambit-cni",
+                   "user", "token", token, "contexts", "name", "ambit-cni", "context", "cluster",
+                   "local", "user", "ambit-cni", "current-context", "ambit-cni");
+    text = kc ? json_dumps(kc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    if (text == NULL) {
+        snprintf(errbuf, errsz, "cannot build the kubeconfig (token not UTF-8?)");
+        r = -EINVAL;
+        goto out;
+    }
+    if (read_file(path, 1u << 20, &old, &old_len) == 0 && old_len == strlen(text) &&
+        memcmp(old, text, old_len) == 0) {
+        r = 0;
+        goto out;
+    }
+    r = write_atomic(path, text, strlen(text), 0600);
+    if (r < 0)
+        snprintf(errbuf, errsz, "write %s: %s", path, strerror(-r));
+    else
+        r = 1;
+out:
+    if (token) /* do not leave the token in freed memory */
+        memset(token, 0, token_len);
+    free(token);
+    free(ca);
+    free(b64);
+    if (text)
+        memset(text, 0, strlen(text));
+    free(text);
+    free(old);
+    json_decref(kc);
     return r;
 }

@@ -42,6 +42,16 @@ int cni_install_strip(const json_t *conflist, json_t **ret_conflist, bool *ret_c
 /** Path of the primary config in dir (lexically first .conf/.conflist/.json). -ENOENT if none. */
 int cni_install_find_primary(const char *dir, char *ret_path, size_t sz);
 
+/**
+ * The kubeconfig the plugin uses, built from the DaemonSet pod's service account: server from
+ * KUBERNETES_SERVICE_HOST/_PORT (passed in), CA and token read from sa_dir (ca.crt, token) and
+ * embedded, since the plugin runs on the host where the pod's files are not visible. Written
+ * atomically with mode 0600, only when the content changed (token rotation rewrites it).
+ * Returns 1 written, 0 unchanged, -errno with errbuf.
+ */
+int cni_install_write_kubeconfig(const char *path, const char *sa_dir, const char *host,
+                                 const char *port, char *errbuf, size_t errsz);
+
 /** Do it on the file system. 0 or -errno with errbuf. */
 int cni_install(const struct cni_install_opts *o, char *errbuf, size_t errsz);
 int cni_uninstall(const struct cni_install_opts *o, char *errbuf, size_t errsz);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cni-plugin/cni_install.h"
+#include "kube_config.h"
 
 static json_t *J(const char *s)
 {
@@ -221,6 +222,63 @@ static void test_install_files(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_write_kubeconfig(void **state)
+{
+    (void)state;
+    char dir[64] = "/tmp/amb-cni-kc.XXXXXX", p[128], kc[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof(p), "%s/ca.crt", dir);
+    write_file(p, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    snprintf(p, sizeof(p), "%s/token", dir);
+    write_file(p, "tok-1\n");
+    snprintf(kc, sizeof(kc), "%s/kubeconfig", dir);
+
+    assert_int_equal(cni_install_write_kubeconfig(kc, dir, "10.96.0.1", "443", err, sizeof(err)), 1);
+    struct stat st;
+    assert_int_equal(stat(kc, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    json_t *j = load(kc);
+    json_t *cl = json_object_get(json_array_get(json_object_get(j, "clusters"), 0), "cluster");
+    assert_string_equal(json_string_value(json_object_get(cl, "server")), "https://10.96.0.1:443");
+    /* base64 of the CA file */
+    assert_string_equal(json_string_value(json_object_get(cl, "certificate-authority-data")),
+                        "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=");
+    json_t *u = json_object_get(json_array_get(json_object_get(j, "users"), 0), "user");
+    assert_string_equal(json_string_value(json_object_get(u, "token")), "tok-1");
+    assert_string_equal(json_string_value(json_object_get(j, "current-context")), "ambit-cni");
+    json_decref(j);
+    /* and the plugin's kube client reads it */
+    struct dp_kube_config *cfg = NULL;
+    assert_int_equal(dp_kube_config_load_kubeconfig(kc, NULL, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->server, "https://10.96.0.1:443");
+    assert_string_equal(cfg->token, "tok-1");
+    assert_non_null(cfg->ca_pem);
+    dp_kube_config_free(cfg);
+
+    /* unchanged -> not rewritten; rotated token -> rewritten */
+    assert_int_equal(cni_install_write_kubeconfig(kc, dir, "10.96.0.1", "443", err, sizeof(err)), 0);
+    write_file(p, "tok-2");
+    assert_int_equal(cni_install_write_kubeconfig(kc, dir, "10.96.0.1", "443", err, sizeof(err)), 1);
+    j = load(kc);
+    u = json_object_get(json_array_get(json_object_get(j, "users"), 0), "user");
+    assert_string_equal(json_string_value(json_object_get(u, "token")), "tok-2");
+    json_decref(j);
+    /* IPv6 service address */
+    assert_int_equal(cni_install_write_kubeconfig(kc, dir, "fd00::1", "443", err, sizeof(err)), 1);
+    j = load(kc);
+    cl = json_object_get(json_array_get(json_object_get(j, "clusters"), 0), "cluster");
+    assert_string_equal(json_string_value(json_object_get(cl, "server")), "https://[fd00::1]:443");
+    json_decref(j);
+
+    assert_int_equal(cni_install_write_kubeconfig(kc, dir, NULL, "443", err, sizeof(err)), -ENOENT);
+    assert_int_equal(cni_install_write_kubeconfig(kc, "/nonexistent-amb", "h", "1", err, sizeof(err)),
+                     -ENOENT);
+    assert_non_null(strstr(err, "ca.crt"));
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +286,7 @@ int main(void)
             cmocka_unit_test(test_merge_conflist),
             cmocka_unit_test(test_merge_bad),
             cmocka_unit_test(test_install_files),
+            cmocka_unit_test(test_write_kubeconfig),
     };
     return cmocka_run_group_tests_name("cni_install", tests, NULL, NULL);
 }

@@ -137,6 +137,10 @@ cni_new_netns() {
 }
 
 cni_conflist() {
+    if [ -n "${CNI_CONFLIST_FILE:-}" ]; then # e.g. the conflist `ambit-cni install` wrote
+        cat "$CNI_CONFLIST_FILE"
+        return
+    fi
     cat <<EOF
 {
   "cniVersion": "$CNI_VERSION_CHAIN",
@@ -157,13 +161,15 @@ EOF
 cni_exec_plugin() {
     local type=$1 cmd=$2 cid=$3 nsp=$4 args=$5 in=$6 out=$7
     local exe
-    for d in "$CNI_BUILD/bin" "$CNI_SYS_PLUGINS"; do
+    for d in ${CNI_BIN_DIRS:-"$CNI_BUILD/bin" "$CNI_SYS_PLUGINS"}; do
         [ -x "$d/$type" ] && exe="$d/$type" && break
     done
     [ -n "$exe" ] || { echo "plugin $type not found" >"$out"; return 1; }
+    local cpath=${CNI_BIN_DIRS:-"$CNI_BUILD/bin $CNI_SYS_PLUGINS"}
+    cpath=${cpath// /:}
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND="$cmd" CNI_CONTAINERID="$cid" \
         CNI_NETNS="$nsp" CNI_IFNAME=eth0 CNI_ARGS="$args" \
-        CNI_PATH="$CNI_BUILD/bin:$CNI_SYS_PLUGINS" "$exe" <"$in" >"$out" 2>>"$CNI_DIR/plugins.stderr"
+        CNI_PATH="$cpath" "$exe" <"$in" >"$out" 2>>"$CNI_DIR/plugins.stderr"
 }
 
 # cni_chain CMD CID NETNS PODNS PODNAME — run the whole conflist; the final result of ADD is
