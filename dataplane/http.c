@@ -24,10 +24,10 @@ const struct dp_http_limits dp_http_default_limits = {
         .max_body = 1u << 20,
 };
 
-#define MAX_EMPTY_LINES   4
-#define MAX_CHUNK_DIGITS  16
-#define BODY_KEEP_CAP     (64u * 1024)
-#define BODY_INITIAL_CAP  1024
+#define MAX_EMPTY_LINES  4
+#define MAX_CHUNK_DIGITS 16
+#define BODY_KEEP_CAP    (64u * 1024)
+#define BODY_INITIAL_CAP 1024
 
 static const char *const method_names[DP_HTTP_M__COUNT] = {
         [DP_HTTP_M_OTHER] = "OTHER",     [DP_HTTP_M_GET] = "GET",

@@ -68,15 +68,15 @@ const char *dp_http_method_str(enum dp_http_method m);
 
 /** Parser results: >= 0 progress, < 0 a domain error. */
 enum dp_http_error {
-    DP_HTTP_AGAIN = 0,              /* need more bytes */
-    DP_HTTP_DONE = 1,               /* a complete request is available */
-    DP_HTTP_E_SYNTAX = -1,          /* 400 */
-    DP_HTTP_E_URI_TOO_LONG = -2,    /* 414 */
+    DP_HTTP_AGAIN = 0,               /* need more bytes */
+    DP_HTTP_DONE = 1,                /* a complete request is available */
+    DP_HTTP_E_SYNTAX = -1,           /* 400 */
+    DP_HTTP_E_URI_TOO_LONG = -2,     /* 414 */
     DP_HTTP_E_HEADER_TOO_LARGE = -3, /* 431 */
-    DP_HTTP_E_BODY_TOO_LARGE = -4,  /* 413 */
-    DP_HTTP_E_NOT_IMPLEMENTED = -5, /* 501 */
-    DP_HTTP_E_VERSION = -6,         /* 505 */
-    DP_HTTP_E_NOMEM = -7,           /* 503: could not grow the body buffer */
+    DP_HTTP_E_BODY_TOO_LARGE = -4,   /* 413 */
+    DP_HTTP_E_NOT_IMPLEMENTED = -5,  /* 501 */
+    DP_HTTP_E_VERSION = -6,          /* 505 */
+    DP_HTTP_E_NOMEM = -7,            /* 503: could not grow the body buffer */
 };
 /** HTTP status to answer for a parser error code (400 for unknown codes). */
 int dp_http_error_status(int err);
@@ -93,7 +93,7 @@ struct dp_http_limits {
 extern const struct dp_http_limits dp_http_default_limits;
 
 struct dp_http_header {
-    const char *name; /* as received (case preserved), NUL-terminated */
+    const char *name;  /* as received (case preserved), NUL-terminated */
     const char *value; /* leading/trailing whitespace trimmed, NUL-terminated */
     size_t name_len, value_len;
 };
@@ -138,10 +138,10 @@ struct dp_http_parser {
     /* head buffer: fixed size, allocated at init */
     char *head;
     size_t head_cap, head_len;
-    size_t line_start;  /* offset in head of the line being read */
-    size_t hdr_base;    /* offset in head where the header fields start */
-    unsigned n_lines;   /* header lines seen (after the request line) */
-    unsigned n_empty;   /* empty lines skipped before the request line */
+    size_t line_start; /* offset in head of the line being read */
+    size_t hdr_base;   /* offset in head where the header fields start */
+    unsigned n_lines;  /* header lines seen (after the request line) */
+    unsigned n_empty;  /* empty lines skipped before the request line */
     bool have_reqline;
     /* header fields (array of max_headers), allocated at init */
     struct dp_http_header *hdrs;

@@ -32,13 +32,13 @@
 #include "loop.h"
 #include "sock.h"
 
-#define RBUF_LIMIT        (64u * 1024)
-#define READ_CHUNK        16384u
-#define HDRS_LIMIT        8192u
-#define LINGER_MS         2000u
-#define LINGER_MAX_BYTES  (1u << 20)
-#define ACCEPT_BATCH      32
-#define WBUF_SLACK        (64u * 1024)
+#define RBUF_LIMIT       (64u * 1024)
+#define READ_CHUNK       16384u
+#define HDRS_LIMIT       8192u
+#define LINGER_MS        2000u
+#define LINGER_MAX_BYTES (1u << 20)
+#define ACCEPT_BATCH     32
+#define WBUF_SLACK       (64u * 1024)
 
 enum conn_state {
     CS_READ = 0,
@@ -191,8 +191,7 @@ static ssize_t t_write(struct conn *c, const void *buf, size_t len)
 
 /* ---------------------------------------------------------------- server */
 
-int dp_httpd_new(struct dp_loop *loop, const struct dp_httpd_config *cfg,
-                 struct dp_httpd **ret_srv)
+int dp_httpd_new(struct dp_loop *loop, const struct dp_httpd_config *cfg, struct dp_httpd **ret_srv)
 {
     struct dp_httpd *srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
@@ -269,18 +268,15 @@ void dp_httpd_free(struct dp_httpd *srv)
     if (srv == NULL)
         return;
     struct dp_list *pos, *tmp;
-    dp_list_for_each_safe(pos, tmp, &srv->listeners)
-    {
+    dp_list_for_each_safe(pos, tmp, &srv->listeners) {
         listener_free(dp_container_of(pos, struct listener, link));
     }
-    dp_list_for_each_safe(pos, tmp, &srv->conns)
-    {
+    dp_list_for_each_safe(pos, tmp, &srv->conns) {
         struct conn *c = dp_container_of(pos, struct conn, link);
         conn_kill(c, "server shutdown");
         conn_release(c);
     }
-    dp_list_for_each_safe(pos, tmp, &srv->routes)
-    {
+    dp_list_for_each_safe(pos, tmp, &srv->routes) {
         struct route *rt = dp_container_of(pos, struct route, link);
         dp_list_del(&rt->link);
         free(rt->path);
@@ -300,8 +296,7 @@ static void set_paused(struct dp_httpd *srv, bool paused)
         return;
     srv->paused = paused;
     struct dp_list *pos;
-    dp_list_for_each(pos, &srv->listeners)
-    {
+    dp_list_for_each(pos, &srv->listeners) {
         struct listener *l = dp_container_of(pos, struct listener, link);
         dp_loop_mod_io(srv->loop, &l->io, paused ? 0 : DP_EV_READ);
     }
@@ -486,8 +481,7 @@ int dp_httpd_add_listener(struct dp_httpd *srv, int fd)
 void dp_httpd_stop_listening(struct dp_httpd *srv)
 {
     struct dp_list *pos, *tmp;
-    dp_list_for_each_safe(pos, tmp, &srv->listeners)
-    {
+    dp_list_for_each_safe(pos, tmp, &srv->listeners) {
         listener_free(dp_container_of(pos, struct listener, link));
     }
 }
@@ -498,8 +492,7 @@ int dp_httpd_route(struct dp_httpd *srv, unsigned methods, const char *path, uns
     if (path == NULL || path[0] != '/' || cb == NULL || (flags & ~DP_HTTPD_PREFIX) != 0)
         return -EINVAL;
     struct dp_list *pos;
-    dp_list_for_each(pos, &srv->routes)
-    {
+    dp_list_for_each(pos, &srv->routes) {
         struct route *o = dp_container_of(pos, struct route, link);
         if (o->flags == flags && strcmp(o->path, path) == 0 &&
             (o->methods == 0 || methods == 0 || (o->methods & methods) != 0))
@@ -711,8 +704,7 @@ static void dispatch(struct conn *c)
     resp->head_only = req->method == DP_HTTP_M_HEAD;
     if (!req->keep_alive || c->read_eof)
         c->close_after = true;
-    dp_list_for_each(pos, &srv->routes)
-    {
+    dp_list_for_each(pos, &srv->routes) {
         const struct route *rt = dp_container_of(pos, struct route, link);
         if (!path_matches(rt, req->path, req->path_len))
             continue;
@@ -782,8 +774,7 @@ static void process_input(struct conn *c)
         }
         size_t used = 0;
         const char *desc = NULL;
-        int r = dp_http_parser_feed(&c->parser, dp_buf_head(c->rbuf), c->rbuf->len, &used,
-                                    &desc);
+        int r = dp_http_parser_feed(&c->parser, dp_buf_head(c->rbuf), c->rbuf->len, &used, &desc);
         if (r < 0) {
             dp_debug("httpd", "bad request", DP_LS("server", c->srv->cfg.name),
                      DP_LS("peer", c->peer), DP_LS("error", desc));
@@ -1078,8 +1069,7 @@ int dp_httpd_resp_stream_start(struct dp_httpd_resp *resp, const char *content_t
         return 0; /* on_abort follows */
     }
     if (resp->body->len > 0 && !resp->head_only) {
-        r = resp->chunked ? dp_http_append_chunk(&c->wbuf, dp_buf_head(resp->body),
-                                                 resp->body->len)
+        r = resp->chunked ? dp_http_append_chunk(&c->wbuf, dp_buf_head(resp->body), resp->body->len)
                           : dp_buf_append(&c->wbuf, dp_buf_head(resp->body), resp->body->len);
         dp_buf_reset(resp->body);
         if (r < 0) {

@@ -72,14 +72,14 @@ struct dp_httpd_transport {
 };
 
 struct dp_httpd_config {
-    const char *name;                 /* for traces, e.g. "admin"; borrowed, NULL = "httpd" */
-    struct dp_http_limits limits;     /* all zero = dp_http_default_limits */
-    unsigned max_conns;               /* 0 = 128 */
-    uint64_t request_timeout_ms;      /* 0 = 10000 */
-    uint64_t idle_timeout_ms;         /* 0 = 60000 */
-    uint64_t write_timeout_ms;        /* 0 = 10000 */
-    size_t max_response;              /* buffered response body limit; 0 = 16 MiB */
-    size_t max_stream_pending;        /* streaming: queued bytes before -ENOBUFS; 0 = 1 MiB */
+    const char *name;             /* for traces, e.g. "admin"; borrowed, NULL = "httpd" */
+    struct dp_http_limits limits; /* all zero = dp_http_default_limits */
+    unsigned max_conns;           /* 0 = 128 */
+    uint64_t request_timeout_ms;  /* 0 = 10000 */
+    uint64_t idle_timeout_ms;     /* 0 = 60000 */
+    uint64_t write_timeout_ms;    /* 0 = 10000 */
+    size_t max_response;          /* buffered response body limit; 0 = 16 MiB */
+    size_t max_stream_pending;    /* streaming: queued bytes before -ENOBUFS; 0 = 1 MiB */
     const struct dp_httpd_transport *transport; /* NULL = plain read/write; borrowed */
     void *transport_arg;
 };

@@ -255,8 +255,9 @@ int dp_metrics_register(struct dp_metrics *m, enum dp_metric_type type, const ch
         }
     }
     if (n_labels == 0) {
+        static const char *const none[1] = {""};
         struct dp_metric_series *s;
-        r = series_create(f, NULL, hash_values(NULL, 0), &s);
+        r = series_create(f, none, hash_values(none, 0), &s);
         if (r < 0) {
             pthread_mutex_unlock(&m->lock);
             goto fail;
@@ -306,8 +307,8 @@ int dp_metric_series(struct dp_metric *f, const char *const *values, unsigned n,
     if (n != f->n_labels || (n > 0 && values == NULL))
         return -EINVAL;
     for (unsigned i = 0; i < n; i++)
-        if (values[i] != NULL && strnlen(values[i], DP_METRICS_MAX_VALUE_LEN + 1) >
-                                         DP_METRICS_MAX_VALUE_LEN)
+        if (values[i] != NULL &&
+            strnlen(values[i], DP_METRICS_MAX_VALUE_LEN + 1) > DP_METRICS_MAX_VALUE_LEN)
             return -EINVAL;
 
     uint64_t h = hash_values(values, n);
@@ -380,8 +381,8 @@ static void atomic_add_double(uint64_t *word, double delta)
     uint64_t nv;
     do {
         nv = double_to_bits(bits_to_double(old) + delta);
-    } while (!__atomic_compare_exchange_n(word, &old, nv, true, __ATOMIC_RELAXED,
-                                          __ATOMIC_RELAXED));
+    } while (
+            !__atomic_compare_exchange_n(word, &old, nv, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
 }
 
 void dp_counter_add(struct dp_metric_series *s, uint64_t v)

@@ -43,9 +43,9 @@ struct dp_label {
 };
 
 /** Limits: label names per family, bytes per label value, histogram buckets. */
-#define DP_METRICS_MAX_LABELS     16
-#define DP_METRICS_MAX_VALUE_LEN  1024
-#define DP_METRICS_MAX_BUCKETS    64
+#define DP_METRICS_MAX_LABELS    16
+#define DP_METRICS_MAX_VALUE_LEN 1024
+#define DP_METRICS_MAX_BUCKETS   64
 /** Series cap used when a registration passes max_series = 0. */
 #define DP_METRICS_DEFAULT_SERIES 1024
 

@@ -1,5 +1,7 @@
 /* Unit tests for dataplane/http: the request parser (table-driven: every case is also fed split
  * at every byte and byte by byte), limits, pipelining, garbage, and the response helpers. */
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first */
+/* clang-format off */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "buf.h"
 #include "common.h"
@@ -26,11 +29,18 @@ struct pcase {
     unsigned n_headers;
 };
 
-#define GOOD(n, i, m, p, q, b, mi, ka, nh) {n, i, DP_HTTP_DONE, m, p, q, b, mi, ka, nh}
-#define BAD(n, i, e)                       {n, i, e, 0, NULL, NULL, NULL, 0, -1, 0}
+#define GOOD(n, i, m, p, q, b, mi, ka, nh)                                                         \
+    {                                                                                              \
+        n, i, DP_HTTP_DONE, m, p, q, b, mi, ka, nh                                                 \
+    }
+#define BAD(n, i, e)                                                                               \
+    {                                                                                              \
+        n, i, e, 0, NULL, NULL, NULL, 0, -1, 0                                                     \
+    }
 
 static const struct pcase cases[] = {
-        GOOD("simple get", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", DP_HTTP_M_GET, "/", "", "", 1, 1, 1),
+        GOOD("simple get", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", DP_HTTP_M_GET, "/", "", "", 1, 1,
+             1),
         GOOD("query", "GET /metrics?x=1&y HTTP/1.1\r\nHost: a\r\n\r\n", DP_HTTP_M_GET, "/metrics",
              "x=1&y", "", 1, 1, 1),
         GOOD("http/1.0 no host", "GET /a HTTP/1.0\r\n\r\n", DP_HTTP_M_GET, "/a", "", "", 0, 0, 0),
@@ -38,10 +48,10 @@ static const struct pcase cases[] = {
              DP_HTTP_M_GET, "/a", "", "", 0, 1, 1),
         GOOD("connection close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n",
              DP_HTTP_M_GET, "/", "", "", 1, 0, 2),
-        GOOD("http/1.9 as 1.1", "HEAD /x HTTP/1.9\r\nhost: a\r\n\r\n", DP_HTTP_M_HEAD, "/x", "",
-             "", 1, 1, 1),
-        GOOD("leading crlf", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", DP_HTTP_M_GET, "/", "", "",
+        GOOD("http/1.9 as 1.1", "HEAD /x HTTP/1.9\r\nhost: a\r\n\r\n", DP_HTTP_M_HEAD, "/x", "", "",
              1, 1, 1),
+        GOOD("leading crlf", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", DP_HTTP_M_GET, "/", "",
+             "", 1, 1, 1),
         GOOD("content-length body",
              "POST /cni HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", DP_HTTP_M_POST,
              "/cni", "", "hello", 1, 1, 2),
@@ -51,8 +61,10 @@ static const struct pcase cases[] = {
              "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
              "5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n",
              DP_HTTP_M_POST, "/c", "", "hello 0123456789", 1, 1, 2),
-        GOOD("chunked uppercase", "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"
-             "0\r\n\r\n", DP_HTTP_M_POST, "/c", "", "", 1, 1, 2),
+        GOOD("chunked uppercase",
+             "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"
+             "0\r\n\r\n",
+             DP_HTTP_M_POST, "/c", "", "", 1, 1, 2),
         GOOD("ows trimmed", "GET / HTTP/1.1\r\nHost: \t a b \t\r\nX-Empty:\r\n\r\n", DP_HTTP_M_GET,
              "/", "", "", 1, 1, 2),
         GOOD("other method", "BREW /pot HTTP/1.1\r\nHost: a\r\n\r\n", DP_HTTP_M_OTHER, "/pot", "",
@@ -63,10 +75,10 @@ static const struct pcase cases[] = {
              "/", "z", "", 1, 1, 1),
         GOOD("asterisk", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", DP_HTTP_M_OPTIONS, "*", "", "", 1,
              1, 1),
-        GOOD("authority form", "CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: h\r\n\r\n",
-             DP_HTTP_M_CONNECT, "10.0.0.1:80", "", "", 1, 1, 1),
-        GOOD("obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX: \xc3\xa9\xff\r\n\r\n", DP_HTTP_M_GET,
-             "/", "", "", 1, 1, 2),
+        GOOD("authority form", "CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: h\r\n\r\n", DP_HTTP_M_CONNECT,
+             "10.0.0.1:80", "", "", 1, 1, 1),
+        GOOD("obs-text value", "GET / HTTP/1.1\r\nHost: a\r\nX: \xc3\xa9\xff\r\n\r\n",
+             DP_HTTP_M_GET, "/", "", "", 1, 1, 2),
 
         BAD("bare lf", "GET / HTTP/1.1\nHost: a\n\n", DP_HTTP_E_SYNTAX),
         BAD("bare cr", "GET / HTTP/1.1\rHost: a\r\n\r\n", DP_HTTP_E_SYNTAX),
@@ -84,7 +96,10 @@ static const struct pcase cases[] = {
         BAD("obs fold", "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n", DP_HTTP_E_SYNTAX),
         BAD("no colon", "GET / HTTP/1.1\r\nHost: a\r\nXYZ\r\n\r\n", DP_HTTP_E_SYNTAX),
         BAD("empty name", "GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", DP_HTTP_E_SYNTAX),
-        BAD("ctl in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\x01" "b\r\n\r\n", DP_HTTP_E_SYNTAX),
+        BAD("ctl in value",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: a\x01"
+            "b\r\n\r\n",
+            DP_HTTP_E_SYNTAX),
         BAD("del in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", DP_HTTP_E_SYNTAX),
         BAD("duplicate content-length",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
@@ -109,7 +124,8 @@ static const struct pcase cases[] = {
             DP_HTTP_E_SYNTAX),
         BAD("te gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
             DP_HTTP_E_NOT_IMPLEMENTED),
-        BAD("te gzip chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        BAD("te gzip chunked",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             DP_HTTP_E_NOT_IMPLEMENTED),
         BAD("te twice",
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
@@ -291,7 +307,8 @@ static void test_head_done_before_body(void **state)
 {
     (void)state;
     struct dp_http_parser p;
-    const char *in = "POST /p HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+    const char *in =
+            "POST /p HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
     size_t used;
     assert_int_equal(dp_http_parser_init(&p, NULL), 0);
     assert_false(dp_http_parser_head_done(&p));
@@ -363,10 +380,8 @@ static char *make_request(size_t target_len, unsigned n_hdrs, size_t hdr_value_l
 static void test_limits(void **state)
 {
     (void)state;
-    struct dp_http_limits lim = {.max_request_line = 64,
-                                 .max_header_bytes = 256,
-                                 .max_headers = 8,
-                                 .max_body = 10};
+    struct dp_http_limits lim = {
+            .max_request_line = 64, .max_header_bytes = 256, .max_headers = 8, .max_body = 10};
     /* request line: "GET /" + (n-1) + " HTTP/1.1" = n + 13 bytes */
     char *s = make_request(64 - 13, 1, 0, "\r\n");
     assert_int_equal(parse_with(&lim, s, strlen(s)), DP_HTTP_DONE);
@@ -412,7 +427,8 @@ static void test_limits(void **state)
     assert_int_equal(parse_with(&lim, c11, strlen(c11)), DP_HTTP_E_BODY_TOO_LARGE);
     /* trailers share the header budget */
     char *t = malloc(1000);
-    int n = snprintf(t, 1000, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
+    int n = snprintf(t, 1000,
+                     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
     for (int i = 0; i < 12; i++)
         n += snprintf(t + n, (size_t)(1000 - n), "T%d: x\r\n", i);
     snprintf(t + n, (size_t)(1000 - n), "\r\n");

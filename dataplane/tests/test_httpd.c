@@ -2,6 +2,8 @@
  * dp_loop driven from the test thread: 404/405/413/501, HEAD, keep-alive, pipelining, chunked
  * uploads with 100-continue, slow-loris and idle timeouts, the connection limit, held and
  * streaming responses with abort, and the admin endpoints (checked with promtool). */
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first */
+/* clang-format off */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "admin.h"
 #include "buf.h"
@@ -125,6 +128,13 @@ static int setup(void **state)
                                   .request_timeout_ms = 300,
                                   .idle_timeout_ms = 400,
                                   .max_conns = 3};
+    return setup_cfg(state, &cfg);
+}
+
+static int setup_slow_writes(void **state)
+{
+    struct dp_httpd_config cfg = {
+            .name = "slow", .write_timeout_ms = 200, .max_stream_pending = 256 * 1024};
     return setup_cfg(state, &cfg);
 }
 
@@ -310,7 +320,8 @@ static void test_404_405_501_head(void **state)
     assert_int_equal(strncmp(rx.buf, "HTTP/1.1 404", 12), 0);
     /* HEAD: length of the GET body, no body; the next response follows immediately */
     memset(&rx, 0, sizeof(rx));
-    const char *two = "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+    const char *two =
+            "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
     cli_send(f, fd, two, strlen(two));
     cli_recv_until(f, fd, &rx, 0, false, 300);
     assert_int_equal(strncmp(rx.buf, "HTTP/1.1 200 OK\r\n", 17), 0);
@@ -342,7 +353,8 @@ static void test_413_and_400_close(void **state)
     /* 413 even though the client keeps sending the body: lingering close, no reset */
     fd = cli_connect(f);
     char big[3000];
-    int h = snprintf(big, sizeof(big), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n");
+    int h = snprintf(big, sizeof(big),
+                     "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n");
     memset(big + h, 'x', 2000);
     memset(&rx, 0, sizeof(rx));
     cli_send(f, fd, big, (size_t)h + 2000);
@@ -583,6 +595,39 @@ static void test_streaming(void **state)
     assert_int_equal(f->aborted, 1);
 }
 
+/* A peer that never reads: queued output stops draining, the write timeout closes the
+ * connection and the stream owner is told. */
+static void test_write_timeout(void **state)
+{
+    struct fx *f = *state;
+    struct rx rx;
+    int fd = cli_connect(f);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    memset(&rx, 0, sizeof(rx));
+    cli_sends(f, fd, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    for (int i = 0; i < 20 && f->held == NULL; i++)
+        cli_recv_until(f, -1, &rx, 0, false, 5);
+    assert_non_null(f->held);
+    char *chunk = calloc(1, 32768);
+    int r = 0, writes = 0;
+    while (r == 0 && writes < 10000) {
+        r = dp_httpd_resp_stream_write(f->held, chunk, 32768);
+        writes++;
+        dp_loop_run_once(f->loop, 0);
+    }
+    free(chunk);
+    assert_int_equal(r, -ENOBUFS);
+    assert_true(dp_httpd_resp_pending(f->held) > 0);
+    uint64_t t0 = dp_now_ms();
+    while (f->held != NULL && dp_now_ms() - t0 < 3000)
+        dp_loop_run_once(f->loop, 10);
+    assert_null(f->held);
+    assert_int_equal(f->aborted, 1);
+    assert_int_equal(dp_httpd_conn_count(f->srv), 0);
+    close(fd);
+}
+
 static void test_server_free_aborts(void **state)
 {
     struct fx *f = *state;
@@ -677,9 +722,8 @@ static void test_admin(void **state)
     struct dp_admin_ready *rd;
     const char *keys[] = {"source_workload"};
     assert_int_equal(dp_metrics_new(&m), 0);
-    assert_int_equal(dp_metrics_counter(m, "istio_tcp_connections_opened_total", "Opened.", keys,
-                                        1, &c),
-                     0);
+    assert_int_equal(
+            dp_metrics_counter(m, "istio_tcp_connections_opened_total", "Opened.", keys, 1, &c), 0);
     const char *v[] = {"evil\"\n\\"};
     assert_int_equal(dp_metric_series(c, v, 1, &s), 0);
     dp_counter_add(s, 7);
@@ -693,7 +737,8 @@ static void test_admin(void **state)
     assert_int_equal(strncmp(rx.buf, "HTTP/1.1 200 OK\r\n", 17), 0);
     assert_non_null(strstr(rx.buf, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
     char *body = strstr(rx.buf, "\r\n\r\n") + 4;
-    assert_non_null(strstr(body, "istio_tcp_connections_opened_total{source_workload=\"evil\\\"\\n\\\\\"} 7\n"));
+    assert_non_null(strstr(
+            body, "istio_tcp_connections_opened_total{source_workload=\"evil\\\"\\n\\\\\"} 7\n"));
     /* what the server sent passes promtool */
     char tmp[] = "/tmp/amb-httpd-metrics-XXXXXX";
     int tfd = mkstemp(tmp);
@@ -738,6 +783,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_conn_limit, setup, teardown),
             cmocka_unit_test_setup_teardown(test_held_response, setup, teardown),
             cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_write_timeout, setup_slow_writes, teardown),
             cmocka_unit_test_setup_teardown(test_server_free_aborts, setup, teardown),
             cmocka_unit_test_setup_teardown(test_unix_and_fd_listener, setup, teardown),
             cmocka_unit_test_setup_teardown(test_route_rules, setup, teardown),

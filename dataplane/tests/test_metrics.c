@@ -1,5 +1,7 @@
 /* Unit tests for dataplane/metrics: registration rules, series caps, atomics across threads,
  * exposition golden output (hostile label values included), and `promtool check metrics`. */
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first */
+/* clang-format off */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "buf.h"
 #include "common.h"
@@ -89,9 +92,8 @@ static void test_series_cap_and_identity(void **state)
     struct dp_metric_series *s, *s2;
     const char *keys[] = {"k", "j"};
     assert_int_equal(dp_metrics_new(&m), 0);
-    assert_int_equal(dp_metrics_register(m, DP_METRIC_COUNTER, "c_total", "h", keys, 2, NULL, 0, 3,
-                                         &f),
-                     0);
+    assert_int_equal(
+            dp_metrics_register(m, DP_METRIC_COUNTER, "c_total", "h", keys, 2, NULL, 0, 3, &f), 0);
     const char *a[] = {"ab", ""};
     const char *b[] = {"a", "b"};
     const char *c[] = {"a", NULL};
@@ -119,18 +121,10 @@ static void test_series_cap_and_identity(void **state)
 }
 
 static const char *const hostile[] = {
-        "back\\slash",
-        "dq\"uote",
-        "new\nline",
-        "all\\\"\n\\n",
-        "tab\tcr\r",
-        "{}=,# HELP x",
-        "\xff\xfe invalid utf8",
-        "caf\xc3\xa9 ok",
-        "surrogate \xed\xa0\x80",
-        "truncated \xe2\x82",
-        "overlong \xc0\xaf",
-        "",
+        "back\\slash",           "dq\"uote",          "new\nline",
+        "all\\\"\n\\n",          "tab\tcr\r",         "{}=,# HELP x",
+        "\xff\xfe invalid utf8", "caf\xc3\xa9 ok",    "surrogate \xed\xa0\x80",
+        "truncated \xe2\x82",    "overlong \xc0\xaf", "",
 };
 
 static void test_golden(void **state)
@@ -147,8 +141,8 @@ static void test_golden(void **state)
     assert_int_equal(dp_metrics_counter(m, "istio_tcp_connections_opened_total",
                                         "Connections opened.", ck, 2, &c),
                      0);
-    assert_int_equal(dp_metrics_gauge(m, "ambit_connected_agents", "Help with \\ and\nnewline \"q\"",
-                                      NULL, 0, &g),
+    assert_int_equal(dp_metrics_gauge(m, "ambit_connected_agents",
+                                      "Help with \\ and\nnewline \"q\"", NULL, 0, &g),
                      0);
     assert_int_equal(dp_metrics_histogram(m, "ambit_push_duration_seconds", "Push latency.", hk, 1,
                                           bounds, 4, &h),
@@ -181,30 +175,29 @@ static void test_golden(void **state)
     assert_true(fabs(dp_histogram_sum(s) - 100.455) < 1e-9);
 
     char *out = expose(m);
-    assert_text_eq(out,
-                   "# HELP istio_tcp_connections_opened_total Connections opened.\n"
-                   "# TYPE istio_tcp_connections_opened_total counter\n"
-                   "istio_tcp_connections_opened_total{reporter=\"destination\","
-                   "source_workload=\"productpage-v1\"} 42\n"
-                   "istio_tcp_connections_opened_total{reporter=\"destination\","
-                   "source_workload=\"all\\\\\\\"\\n\\\\n\"} 1\n"
-                   "# HELP ambit_connected_agents Help with \\\\ and\\nnewline \"q\"\n"
-                   "# TYPE ambit_connected_agents gauge\n"
-                   "ambit_connected_agents 2.5\n"
-                   "# HELP ambit_push_duration_seconds Push latency.\n"
-                   "# TYPE ambit_push_duration_seconds histogram\n"
-                   "ambit_push_duration_seconds_bucket{op=\"full\",le=\"0.005\"} 1\n"
-                   "ambit_push_duration_seconds_bucket{op=\"full\",le=\"0.1\"} 2\n"
-                   "ambit_push_duration_seconds_bucket{op=\"full\",le=\"1\"} 4\n"
-                   "ambit_push_duration_seconds_bucket{op=\"full\",le=\"2.5\"} 4\n"
-                   "ambit_push_duration_seconds_bucket{op=\"full\",le=\"+Inf\"} 5\n"
-                   "ambit_push_duration_seconds_sum{op=\"full\"} 100.455\n"
-                   "ambit_push_duration_seconds_count{op=\"full\"} 5\n"
-                   "# HELP ambit_unlabelled_total Never touched.\n"
-                   "# TYPE ambit_unlabelled_total counter\n"
-                   "ambit_unlabelled_total 0\n"
-                   "# HELP ambit_empty_total No series yet.\n"
-                   "# TYPE ambit_empty_total counter\n");
+    assert_text_eq(out, "# HELP istio_tcp_connections_opened_total Connections opened.\n"
+                        "# TYPE istio_tcp_connections_opened_total counter\n"
+                        "istio_tcp_connections_opened_total{reporter=\"destination\","
+                        "source_workload=\"productpage-v1\"} 42\n"
+                        "istio_tcp_connections_opened_total{reporter=\"destination\","
+                        "source_workload=\"all\\\\\\\"\\n\\\\n\"} 1\n"
+                        "# HELP ambit_connected_agents Help with \\\\ and\\nnewline \"q\"\n"
+                        "# TYPE ambit_connected_agents gauge\n"
+                        "ambit_connected_agents 2.5\n"
+                        "# HELP ambit_push_duration_seconds Push latency.\n"
+                        "# TYPE ambit_push_duration_seconds histogram\n"
+                        "ambit_push_duration_seconds_bucket{op=\"full\",le=\"0.005\"} 1\n"
+                        "ambit_push_duration_seconds_bucket{op=\"full\",le=\"0.1\"} 2\n"
+                        "ambit_push_duration_seconds_bucket{op=\"full\",le=\"1\"} 4\n"
+                        "ambit_push_duration_seconds_bucket{op=\"full\",le=\"2.5\"} 4\n"
+                        "ambit_push_duration_seconds_bucket{op=\"full\",le=\"+Inf\"} 5\n"
+                        "ambit_push_duration_seconds_sum{op=\"full\"} 100.455\n"
+                        "ambit_push_duration_seconds_count{op=\"full\"} 5\n"
+                        "# HELP ambit_unlabelled_total Never touched.\n"
+                        "# TYPE ambit_unlabelled_total counter\n"
+                        "ambit_unlabelled_total 0\n"
+                        "# HELP ambit_empty_total No series yet.\n"
+                        "# TYPE ambit_empty_total counter\n");
     free(out);
     dp_metrics_free(m);
 }
@@ -224,7 +217,8 @@ static void test_escape(void **state)
             {"\xff", "\xef\xbf\xbd", "\xef\xbf\xbd"},
             {"caf\xc3\xa9", "caf\xc3\xa9", "caf\xc3\xa9"},
             {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"},
-            {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+            {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+             "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
             {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", "\xef\xbf\xbd\xef\xbf\xbd"},
             {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
              "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
