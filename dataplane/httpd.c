@@ -615,10 +615,13 @@ static void start_linger(struct conn *c)
         conn_kill(c, "done");
         return;
     }
-    /* a TLS transport would want close_notify here; plain TCP: FIN, then drain what the peer
-     * still sends so our answer is not destroyed by a reset */
-    if (c->srv->cfg.transport == NULL)
+    /* FIN (or close_notify), then drain what the peer still sends so that our answer is not
+     * destroyed by a reset */
+    const struct dp_httpd_transport *t = c->srv->cfg.transport;
+    if (t == NULL)
         shutdown(c->fd, SHUT_WR);
+    else if (t->shutdown != NULL)
+        t->shutdown(c->tctx, c->fd);
     arm(c, LINGER_MS);
 }
 
@@ -805,6 +808,8 @@ static void process_input(struct conn *c)
     }
 }
 
+static bool read_once(struct conn *c);
+
 static void do_read(struct conn *c)
 {
     if (c->state == CS_LINGER) {
@@ -820,21 +825,32 @@ static void do_read(struct conn *c)
         }
         return;
     }
+    const struct dp_httpd_transport *t = c->srv->cfg.transport;
+    do {
+        if (!read_once(c))
+            return;
+    } while (!c->dead && t != NULL && t->pending != NULL && t->pending(c->tctx) &&
+             (c->state == CS_READ || c->rbuf->len < RBUF_LIMIT));
+}
+
+/* One read into rbuf (and parse in READ state). False when nothing more should be read now. */
+static bool read_once(struct conn *c)
+{
     if (c->read_eof || c->rbuf->len >= RBUF_LIMIT)
-        return;
+        return false;
     size_t want = RBUF_LIMIT - c->rbuf->len;
     if (want > READ_CHUNK)
         want = READ_CHUNK;
     if (dp_buf_reserve(&c->rbuf, want) < 0) {
         conn_kill(c, "no memory");
-        return;
+        return false;
     }
     ssize_t n = t_read(c, dp_buf_tail(c->rbuf), want);
     if (n == -EAGAIN)
-        return;
+        return false;
     if (n < 0) {
         conn_kill(c, "read failed");
-        return;
+        return false;
     }
     if (n == 0) {
         c->read_eof = true;
@@ -842,10 +858,10 @@ static void do_read(struct conn *c)
         case CS_HELD:
         case CS_STREAM:
             conn_kill(c, "peer closed");
-            return;
+            return false;
         case CS_WRITE:
             c->close_after = true;
-            return;
+            return false;
         default:
             break;
         }
@@ -854,6 +870,7 @@ static void do_read(struct conn *c)
     }
     if (c->state == CS_READ)
         process_input(c);
+    return n > 0;
 }
 
 static void on_conn_io(struct dp_loop *loop, int fd, unsigned events, void *arg)
@@ -872,6 +889,10 @@ static void on_conn_io(struct dp_loop *loop, int fd, unsigned events, void *arg)
             process_input(c);
     }
     if (!c->dead && (events & (DP_EV_READ | DP_EV_ERROR)))
+        do_read(c);
+    /* input buffered inside the transport (TLS records) raises no epoll event */
+    const struct dp_httpd_transport *t = c->srv->cfg.transport;
+    if (!c->dead && c->state == CS_READ && t != NULL && t->pending != NULL && t->pending(c->tctx))
         do_read(c);
     conn_update(c);
 }
@@ -1005,6 +1026,11 @@ const char *dp_httpd_resp_peer(const struct dp_httpd_resp *resp)
 int dp_httpd_resp_fd(const struct dp_httpd_resp *resp)
 {
     return resp->conn->fd;
+}
+
+void *dp_httpd_resp_transport(const struct dp_httpd_resp *resp)
+{
+    return resp->conn->tctx;
 }
 
 void dp_httpd_resp_hold(struct dp_httpd_resp *resp, dp_httpd_abort_cb *on_abort, void *arg)

@@ -36,11 +36,18 @@
  *
  * Never frees a connection inside its own callback: connections are released from a dp_defer.
  *
- * Transport seam (TLS later): struct dp_httpd_transport replaces read(2)/write(2) on accepted
- * fds. A TLS transport wraps the fd on accept (non-blocking handshake driven by the first
- * read/write calls), returns -EAGAIN plus the events it needs in *want (DP_EV_READ and/or
- * DP_EV_WRITE) when OpenSSL wants the other direction, and is torn down by close(ctx) before
- * the server closes the fd. The server retries both directions on any event.
+ * Transport seam (server-side TLS is added by the tls owner, not here): struct
+ * dp_httpd_transport replaces read(2)/write(2) on accepted fds. With dataplane/tls.h it maps as
+ *   on_accept -> dp_tls_new(id, DP_TLS_SERVER, fd, NULL, 0, &ctx)
+ *   read/write -> dp_tls_handshake() until it returns 0, then dp_tls_read()/dp_tls_write();
+ *                 on -EAGAIN set *want = dp_tls_want(ctx)
+ *   pending   -> dp_tls_pending(ctx) (decrypted bytes epoll cannot see: the server keeps
+ *                 reading while it returns true)
+ *   shutdown  -> dp_tls_shutdown(ctx) (instead of shutdown(SHUT_WR) before a lingering close)
+ *   close     -> dp_tls_free(ctx)
+ * and a handler reaches the peer identity through dp_httpd_resp_transport(resp) +
+ * dp_tls_peer_id(). The server retries both directions on any event, so a read that needs a
+ * writable socket (renegotiation, handshake) makes progress.
  */
 #ifndef DP_HTTPD_H
 #define DP_HTTPD_H
@@ -67,6 +74,10 @@ struct dp_httpd_transport {
     ssize_t (*read)(void *ctx, int fd, void *buf, size_t len, unsigned *want);
     /** write(2)-like: bytes written, -EAGAIN (set *want if not DP_EV_WRITE), or -errno. */
     ssize_t (*write)(void *ctx, int fd, const void *buf, size_t len, unsigned *want);
+    /** Optional: true when the transport holds input that epoll will not report. */
+    bool (*pending)(void *ctx);
+    /** Optional: start an orderly close of the write side (default shutdown(SHUT_WR)). */
+    void (*shutdown)(void *ctx, int fd);
     /** Free ctx (accepts NULL). The server closes the fd afterwards. */
     void (*close)(void *ctx);
 };
@@ -152,6 +163,9 @@ const struct dp_http_request *dp_httpd_resp_request(const struct dp_httpd_resp *
 const char *dp_httpd_resp_peer(const struct dp_httpd_resp *resp);
 /** Accepted fd of the connection (e.g. for SO_PEERCRED on cni.sock). Borrowed; don't close. */
 int dp_httpd_resp_fd(const struct dp_httpd_resp *resp);
+
+/** The transport context of the connection (NULL for plain sockets). Borrowed. */
+void *dp_httpd_resp_transport(const struct dp_httpd_resp *resp);
 
 /** From a handler: answer later. on_abort (may be NULL) as described above. */
 void dp_httpd_resp_hold(struct dp_httpd_resp *resp, dp_httpd_abort_cb *on_abort, void *arg);

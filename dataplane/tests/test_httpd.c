@@ -684,6 +684,99 @@ static void test_unix_and_fd_listener(void **state)
     assert_int_not_equal(dp_sock_connect_unix(path, 0, &fd), 0);
 }
 
+/* ---------------------------------------------------------------- transport seam */
+
+struct fake_transport {
+    int accepts, closes, reads, writes, shutdowns;
+    int ctx_token;
+};
+
+static int ft_accept(void *targ, int fd, void **ret_ctx)
+{
+    struct fake_transport *ft = targ;
+    (void)fd;
+    ft->accepts++;
+    *ret_ctx = ft;
+    return 0;
+}
+
+static ssize_t ft_read(void *ctx, int fd, void *buf, size_t len, unsigned *want)
+{
+    struct fake_transport *ft = ctx;
+    (void)want;
+    ft->reads++;
+    ssize_t n = read(fd, buf, len);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t ft_write(void *ctx, int fd, const void *buf, size_t len, unsigned *want)
+{
+    struct fake_transport *ft = ctx;
+    (void)want;
+    ft->writes++;
+    ssize_t n = write(fd, buf, len);
+    return n < 0 ? -errno : n;
+}
+
+static void ft_shutdown(void *ctx, int fd)
+{
+    struct fake_transport *ft = ctx;
+    ft->shutdowns++;
+    shutdown(fd, SHUT_WR);
+}
+
+static void ft_close(void *ctx)
+{
+    struct fake_transport *ft = ctx;
+    if (ft != NULL)
+        ft->closes++;
+}
+
+static struct fake_transport the_ft;
+static const struct dp_httpd_transport ft_vtable = {
+        .on_accept = ft_accept,
+        .read = ft_read,
+        .write = ft_write,
+        .shutdown = ft_shutdown,
+        .close = ft_close,
+};
+
+static void on_ctx(struct dp_httpd_resp *resp, const struct dp_http_request *req, void *arg)
+{
+    (void)req;
+    (void)arg;
+    dp_httpd_resp_printf(resp, "ctx=%s\n", dp_httpd_resp_transport(resp) == &the_ft ? "ft" : "?");
+}
+
+static int setup_transport(void **state)
+{
+    memset(&the_ft, 0, sizeof(the_ft));
+    struct dp_httpd_config cfg = {.name = "ft", .transport = &ft_vtable, .transport_arg = &the_ft};
+    int r = setup_cfg(state, &cfg);
+    struct fx *f = *state;
+    assert_int_equal(dp_httpd_route(f->srv, 0, "/ctx", 0, on_ctx, f), 0);
+    return r;
+}
+
+static void test_transport_seam(void **state)
+{
+    struct fx *f = *state;
+    struct rx rx;
+    int fd = cli_connect(f);
+    exchange(f, fd, "GET /ctx HTTP/1.1\r\nHost: t\r\n\r\n", &rx, 1);
+    assert_non_null(strstr(rx.buf, "\r\n\r\nctx=ft\n"));
+    exchange(f, fd, "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &rx, 1);
+    cli_recv_until(f, fd, &rx, 0, true, 3000);
+    assert_true(rx.eof);
+    close(fd);
+    cli_recv_until(f, -1, &rx, 0, false, 20);
+    assert_int_equal(the_ft.accepts, 1);
+    assert_int_equal(the_ft.closes, 1);
+    assert_int_equal(the_ft.shutdowns, 1);
+    assert_true(the_ft.reads >= 2);
+    assert_true(the_ft.writes >= 2);
+}
+
 static void test_route_rules(void **state)
 {
     struct fx *f = *state;
@@ -786,6 +879,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_write_timeout, setup_slow_writes, teardown),
             cmocka_unit_test_setup_teardown(test_server_free_aborts, setup, teardown),
             cmocka_unit_test_setup_teardown(test_unix_and_fd_listener, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_transport_seam, setup_transport, teardown),
             cmocka_unit_test_setup_teardown(test_route_rules, setup, teardown),
             cmocka_unit_test_setup_teardown(test_admin, setup, teardown),
     };
