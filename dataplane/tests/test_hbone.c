@@ -759,6 +759,85 @@ static void test_idle_timeout(void **state)
     dp_hbone_pool_free(pool);
 }
 
+static void test_renewed_identity_new_connection(void **state)
+{
+    struct dp_hbone_pool *pool = NULL;
+    struct tun t1, t2;
+    struct dp_identity *saved = id_a, *renewed = fx_identity(ca, ID_A, -60, 7200);
+    (void)state;
+
+    assert_int_equal(dp_hbone_pool_new(loop, NULL, &pool), 0);
+    open_tun(pool, &t1, "127.0.0.1:9000", NULL);
+    PUMP_UNTIL(t1.responded, 5000);
+    id_a = renewed; /* open_tun presents id_a */
+    open_tun(pool, &t2, "127.0.0.1:9000", NULL);
+    id_a = saved;
+    PUMP_UNTIL(t2.responded, 5000);
+    assert_int_equal(t1.status, 200);
+    assert_int_equal(t2.status, 200);
+    assert_int_equal(srv.accepts, 2); /* the renewed certificate dials a fresh connection */
+    close(t1.app);
+    close(t2.app);
+    for (unsigned u = 0; u < srv.n_ups; u++) {
+        close(srv.ups[u].far);
+        srv.ups[u].far = -1;
+    }
+    PUMP_UNTIL(t1.done && t2.done, 5000);
+    dp_hbone_pool_free(pool);
+    dp_identity_unref(renewed);
+}
+
+static void test_drain(void **state)
+{
+    struct dp_hbone_pool *pool = NULL;
+    struct tun t1, t2, t3;
+    unsigned conns;
+    char buf[8];
+    bool eof;
+    (void)state;
+
+    assert_int_equal(dp_hbone_pool_new(loop, NULL, &pool), 0);
+    open_tun(pool, &t1, "127.0.0.1:9000", NULL);
+    PUMP_UNTIL(t1.responded, 5000);
+    /* server-side graceful drain: GOAWAY; the open stream keeps working */
+    dp_hbc_drain(srv.last_hbc);
+    pump(50);
+    write_all(t1.app, "abc", 3);
+    assert_int_equal(read_n(srv.ups[0].far, buf, 3, &eof), 3);
+    /* new tunnels no longer ride the draining connection */
+    open_tun(pool, &t2, "127.0.0.1:9000", NULL);
+    PUMP_UNTIL(t2.responded, 5000);
+    assert_int_equal(t2.status, 200);
+    assert_int_equal(srv.accepts, 2);
+    /* the drained connection closes once its stream ends */
+    close(t1.app);
+    close(srv.ups[0].far);
+    srv.ups[0].far = -1;
+    PUMP_UNTIL(t1.done && srv.conns_done == 1, 5000);
+    assert_true(t1.done);
+    assert_string_equal(t1.st.error, "");
+    assert_int_equal(srv.conns_done, 1);
+
+    /* client-side drain: the open stream finishes, new opens dial */
+    dp_hbone_pool_drain(pool);
+    dp_hbone_pool_counts(pool, &conns, NULL);
+    assert_int_equal(conns, 0);
+    write_all(t2.app, "xyz", 3);
+    assert_int_equal(read_n(srv.ups[1].far, buf, 3, &eof), 3);
+    open_tun(pool, &t3, "127.0.0.1:9000", NULL);
+    PUMP_UNTIL(t3.responded, 5000);
+    assert_int_equal(srv.accepts, 3);
+    close(t2.app);
+    close(t3.app);
+    for (unsigned u = 1; u < srv.n_ups; u++) {
+        close(srv.ups[u].far);
+        srv.ups[u].far = -1;
+    }
+    PUMP_UNTIL(t2.done && t3.done && srv.conns_done == 2, 5000);
+    assert_int_equal(srv.conns_done, 2); /* the client-drained connection went away */
+    dp_hbone_pool_free(pool);
+}
+
 static void test_server_abort_resets_streams(void **state)
 {
     struct dp_hbone_pool *pool = NULL;
@@ -1076,6 +1155,8 @@ int main(void)
             T(test_many_streams_and_reuse),
             T(test_stream_cap),
             T(test_idle_timeout),
+            T(test_renewed_identity_new_connection),
+            T(test_drain),
             T(test_server_abort_resets_streams),
             T(test_raw_non_connect_400),
             T(test_raw_missing_authority_400),
