@@ -1128,7 +1128,9 @@ static int submit_status(struct hbs *s, int status)
 {
     struct hbc *c = s->c;
     char st[4];
-    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE}};
+    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)st, 7, 3, NGHTTP2_NV_FLAG_NONE},
+                       {(uint8_t *)"baggage", NULL, 7, 0, NGHTTP2_NV_FLAG_NONE}};
+    size_t nnv = 1;
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = on_h2_data_read};
     int rv;
 
@@ -1140,7 +1142,13 @@ static int submit_status(struct hbs *s, int status)
         return -ECONNRESET;
     }
     if (status == 200) {
-        rv = nghttp2_submit_response(c->h2, s->id, nv, 1, &prd);
+        const char *bg = s->req.response_baggage;
+        if (bg != NULL && bg[0] != '\0' && header_value_ok(bg)) {
+            nv[1].value = (uint8_t *)bg;
+            nv[1].valuelen = strlen(bg);
+            nnv = 2;
+        }
+        rv = nghttp2_submit_response(c->h2, s->id, nv, nnv, &prd);
         if (rv == 0) {
             hbs_start_splice(s);
             hbc_schedule_flush(c);

@@ -98,6 +98,10 @@ struct dp_hbone_request {
     const char *forwarded;
     const char *traceparent;
     void *user;                      /* free for the callbacks; read back in on_stream_done */
+    const char *response_baggage;    /* optional, set by a callback: sent as `baggage` on the
+                                        200 (Istio ENABLE_RESPONSE_BAGGAGE). Must stay valid
+                                        until on_stream_done (e.g. point into *user); values
+                                        with CR/LF are dropped */
 };
 
 struct dp_hbone_server_ops {

@@ -104,6 +104,7 @@ static int op_connect(void *arg, struct dp_hbone_request *req)
         }
         return fd;
     }
+    req->response_baggage = "k8s.namespace.name=default,k8s.deployment.name=b";
     if (s->n_ups >= DP_ARRAY_SIZE(s->ups))
         return -EMFILE;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
@@ -867,6 +868,7 @@ struct raw {
     bool closed;
     uint32_t rst_code;
     bool goaway;
+    char baggage[128];
 };
 
 static int raw_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl,
@@ -878,6 +880,8 @@ static int raw_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8
     (void)flags;
     if (nl == 7 && memcmp(n, ":status", 7) == 0 && vl == 3)
         r->status = atoi((const char *)v);
+    if (nl == 7 && memcmp(n, "baggage", 7) == 0)
+        snprintf(r->baggage, sizeof(r->baggage), "%.*s", (int)vl, (const char *)v);
     return 0;
 }
 
@@ -995,6 +999,7 @@ static void test_raw_non_connect_400(void **state)
         dp_loop_run_once(loop, 1);
     }
     assert_int_equal(r.status, 200);
+    assert_string_equal(r.baggage, "k8s.namespace.name=default,k8s.deployment.name=b");
     /* a header block over the limit is refused */
     static char big[20000];
     memset(big, 'x', sizeof(big) - 1);
