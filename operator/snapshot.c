@@ -464,16 +464,47 @@ static json_t *slice_index(const struct op_inputs *in)
     return idx;
 }
 
+/* namespace -> array of objects (borrowed refs), so per-pod work only scans its namespace */
+static json_t *index_by_ns(const json_t *objs, bool need_selector)
+{
+    json_t *idx = json_object(), *o;
+    const char *k;
+
+    if (idx == NULL)
+        return NULL;
+    json_object_foreach((json_t *)objs, k, o) {
+        const char *ns = dp_kube_meta_str(o, "namespace");
+        json_t *arr;
+
+        if (ns == NULL)
+            continue;
+        if (need_selector && json_object_size(jget(o, "spec", "selector")) == 0)
+            continue;
+        arr = json_object_get(idx, ns);
+        if (arr == NULL) {
+            arr = json_array();
+            if (arr == NULL || json_object_set_new(idx, ns, arr) < 0) {
+                json_decref(idx);
+                return NULL;
+            }
+        }
+        json_array_append(arr, o);
+    }
+    return idx;
+}
+
 static int pod_services(const struct op_inputs *in, const struct op_mesh_config *cfg,
-                        const json_t *pod, const json_t *slices, json_t *services)
+                        const json_t *pod, const json_t *slices, const json_t *svc_by_ns,
+                        json_t *services)
 {
     const char *ns = dp_kube_meta_str(pod, "namespace");
     json_t *labels = jget(pod, "metadata", "labels"), *svc, *refs;
     const char *k;
     char pkey[512];
+    size_t si;
     int r;
 
-    json_object_foreach((json_t *)in->services, k, svc) {
+    json_array_foreach(json_object_get(svc_by_ns, ns), si, svc) {
         json_t *sel = jget(svc, "spec", "selector"), *v, *ports, *sp;
         const char *sk, *type = jstr(svc, "spec", "type");
         bool match = true;
@@ -522,21 +553,22 @@ static int pod_services(const struct op_inputs *in, const struct op_mesh_config 
     return 0;
 }
 
-static int pod_policies(const struct op_inputs *in, const struct op_mesh_config *cfg,
-                        const json_t *pod, const json_t *pa_list, json_t *out)
+static int pod_policies(const struct op_mesh_config *cfg, const json_t *pod,
+                        const json_t *ap_by_ns, const json_t *pa_list, json_t *out)
 {
     const char *ns = dp_kube_meta_str(pod, "namespace");
-    json_t *labels = jget(pod, "metadata", "labels"), *ap, *keys = NULL, *kv;
-    const char *k;
-    size_t i;
+    json_t *labels = jget(pod, "metadata", "labels"), *ap, *keys = NULL, *kv, *cands[2];
+    size_t i, j;
 
     if (labels == NULL)
         labels = json_object();
     else
         json_incref(labels);
-    json_object_foreach((json_t *)in->authorization_policies, k, ap) {
-        if (jget(ap, "spec", "selector") != NULL &&
-            dp_policy_cr_selects(ap, cfg->root_ns, ns, labels)) {
+    /* selector policies of the pod's namespace, and of the root namespace (mesh-wide) */
+    cands[0] = json_object_get(ap_by_ns, ns);
+    cands[1] = strcmp(ns, cfg->root_ns) != 0 ? json_object_get(ap_by_ns, cfg->root_ns) : NULL;
+    for (j = 0; j < 2; j++) json_array_foreach(cands[j], i, ap) {
+        if (dp_policy_cr_selects(ap, cfg->root_ns, ns, labels)) {
             char key[512];
 
             snprintf(key, sizeof(key), "%s/%s", dp_kube_meta_str(ap, "namespace"),
@@ -565,10 +597,12 @@ static int build_workloads(const struct op_inputs *in, const struct op_mesh_conf
     static const char *const crev_keys[] = {"service.istio.io/canonical-revision",
                                             "app.kubernetes.io/version", "version", NULL};
     json_t *slices = slice_index(in), *pa_list = json_array(), *pa, *pod;
+    json_t *svc_by_ns = index_by_ns(in->services, true);
+    json_t *ap_by_ns = index_by_ns(in->authorization_policies, true);
     const char *k;
     int r = 0;
 
-    if (slices == NULL || pa_list == NULL) {
+    if (slices == NULL || pa_list == NULL || svc_by_ns == NULL || ap_by_ns == NULL) {
         r = -ENOMEM;
         goto out;
     }
@@ -604,8 +638,8 @@ static int build_workloads(const struct op_inputs *in, const struct op_mesh_conf
         policies = json_array();
         labels = jget(pod, "metadata", "labels");
         if (services == NULL || policies == NULL ||
-            (r = pod_services(in, cfg, pod, slices, services)) < 0 ||
-            (r = pod_policies(in, cfg, pod, pa_list, policies)) < 0) {
+            (r = pod_services(in, cfg, pod, slices, svc_by_ns, services)) < 0 ||
+            (r = pod_policies(cfg, pod, ap_by_ns, pa_list, policies)) < 0) {
             json_decref(ips);
             json_decref(services);
             json_decref(policies);
@@ -638,6 +672,8 @@ static int build_workloads(const struct op_inputs *in, const struct op_mesh_conf
 out:
     json_decref(slices);
     json_decref(pa_list);
+    json_decref(svc_by_ns);
+    json_decref(ap_by_ns);
     return r;
 }
 
