@@ -1093,7 +1093,6 @@ static int pa_set_load(const json_t *pas, struct pa_set *set, struct dp_policy_d
     const json_t *el;
     size_t i;
     struct dp_jpath p;
-    int r;
 
     set->n = 0;
     set->v = NULL;
@@ -1111,11 +1110,10 @@ static int pa_set_load(const json_t *pas, struct pa_set *set, struct dp_policy_d
         return -ENOMEM;
     json_array_foreach((json_t *)pas, i, el)
     {
-        if ((r = parse_pa(el, i, &set->v[set->n], d)) < 0) {
-            free(set->v);
-            set->v = NULL;
-            return r;
-        }
+        /* A malformed PA is skipped (error diag), as istiod ignores invalid config: failing
+         * the whole set would drop the static strict policy for every workload. */
+        if (parse_pa(el, i, &set->v[set->n], d) < 0)
+            continue;
         set->n++;
     }
     return 0;

@@ -153,8 +153,11 @@ bool dp_policy_cr_selects(const json_t *cr, const char *root_ns, const char *ns,
  *     destinationPorts). The effective mode of the PA is its own mtls.mode, else the oldest
  *     namespace-wide PA's, else the oldest root one's, else PERMISSIVE. DISABLE counts as
  *     PERMISSIVE (HBONE is always mTLS).
+ * A malformed PA (bad mode, bad port, missing name) is skipped with an error diagnostic and the
+ * others are still compiled (as istiod ignores invalid config; failing everything would drop
+ * STRICT for every workload).
  * @param ret_policies NEW reference to a JSON array of policy objects.
- * @return 0, -EINVAL (a malformed PA; error diags), -ENOMEM.
+ * @return 0 (check diags->n_errors), -EINVAL (`pas` is not an array), -ENOMEM.
  */
 int dp_policy_compile_peerauthn(const json_t *pas, const char *root_ns, json_t **ret_policies,
                                 struct dp_policy_diags *diags);
@@ -164,6 +167,7 @@ int dp_policy_compile_peerauthn(const json_t *pas, const char *root_ns, json_t *
  * its `authorizationPolicies`: its selector PA with portLevelMtls (oldest matching one) ->
  * "<ns>/converted_peer_authentication_<name>"; else effective mode STRICT (workload >
  * namespace > root precedence) -> "<root_ns>/istio_converted_static_strict"; else none.
+ * Malformed PAs are skipped as in dp_policy_compile_peerauthn.
  * @param ret_keys NEW reference to a JSON array of strings (possibly empty).
  */
 int dp_policy_peerauthn_keys(const json_t *pas, const char *root_ns, const char *ns,

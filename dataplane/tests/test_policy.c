@@ -722,11 +722,41 @@ static void test_peerauthn_errors(void **state)
         json_t *pas = load(cases[i].pas), *got = NULL;
         memset(&d, 0, sizeof(d));
         int r = dp_policy_compile_peerauthn(pas, "istio-system", &got, &d);
-        if (r != -EINVAL || !has_diag(&d, true, cases[i].err))
+        bool not_array = !json_is_array(pas);
+        if (r != (not_array ? -EINVAL : 0) || !has_diag(&d, true, cases[i].err))
             fail_msg("case %zu: r=%d want \"%s\"", i, r, cases[i].err);
-        assert_null(got);
+        if (not_array) {
+            assert_null(got);
+        } else {
+            /* the bad PA is skipped; nothing else to compile, so only the static policy */
+            assert_int_equal(json_array_size(got), 0);
+        }
+        json_decref(got);
         json_decref(pas);
     }
+}
+
+static void test_peerauthn_bad_one_skipped(void **state)
+{
+    json_t *pas = load("[" PA("bad", "app", "", "{\"mtls\": {\"mode\": \"STRICTEST\"}}") "," PA(
+            "default", "istio-system", "", "{\"mtls\": {\"mode\": \"STRICT\"}}") "]");
+    json_t *got = NULL, *keys = NULL, *labels = load("{}");
+    json_t *want = load("[" STATIC_STRICT "]"), *want_keys = load("[\"" SK "\"]");
+    struct dp_policy_diags d;
+    (void)state;
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(dp_policy_compile_peerauthn(pas, "istio-system", &got, &d), 0);
+    assert_int_equal(d.n_errors, 1);
+    assert_true(has_diag(&d, true, "[0].spec.mtls.mode"));
+    assert_true(json_equal(got, want));
+    assert_int_equal(dp_policy_peerauthn_keys(pas, "istio-system", "app", labels, &keys, &d), 0);
+    assert_true(json_equal(keys, want_keys));
+    json_decref(pas);
+    json_decref(got);
+    json_decref(keys);
+    json_decref(labels);
+    json_decref(want);
+    json_decref(want_keys);
 }
 
 /* STRICT end to end: plaintext is denied, HBONE (identity) passes, carve-out port allows
@@ -809,6 +839,7 @@ int main(void)
             cmocka_unit_test(test_cr_selects),
             cmocka_unit_test(test_compile_peerauthn),
             cmocka_unit_test(test_peerauthn_errors),
+            cmocka_unit_test(test_peerauthn_bad_one_skipped),
             cmocka_unit_test(test_peerauthn_enforce),
             cmocka_unit_test(test_diag_overflow),
     };
