@@ -664,6 +664,53 @@ static void test_stream_scale(void **state)
     dp_mesh_stream_free(st);
 }
 
+/* random upserts/deletes against a model: exercises the pending map's deletion heavily */
+static void test_stream_random_model(void **state)
+{
+    enum { NKEYS = 700, OPS = 60000 };
+    static bool model[NKEYS];
+    struct dp_mesh_stream *st = NULL;
+    uint64_t x = 12345;
+    char line[400], key[64];
+    (void)state;
+    memset(model, 0, sizeof(model));
+    assert_int_equal(dp_mesh_stream_new(NULL, &st), 0);
+    for (int op = 0; op < OPS; op++) {
+        struct dp_mesh_snapshot *s = NULL;
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned k = (unsigned)((x >> 33) % NKEYS);
+        bool del = ((x >> 20) & 3) == 0;
+        if (del) {
+            snprintf(line, sizeof(line),
+                     "{\"type\":\"delete\",\"kind\":\"workload\",\"key\":\"c//Pod/ns/w%u\"}", k);
+            model[k] = false;
+        } else {
+            snprintf(line, sizeof(line),
+                     "{\"type\":\"upsert\",\"kind\":\"workload\",\"key\":\"c//Pod/ns/w%u\","
+                     "\"object\":{\"name\":\"w%u\",\"namespace\":\"ns\",\"addresses\":[\"10.0.%u.%u\"]}}",
+                     k, k, k / 256, k % 256);
+            model[k] = true;
+        }
+        assert_int_equal(feed(st, line, &s), DP_MESH_FEED_OK);
+        if (op % 500 == 499) {
+            const struct dp_mesh_workload *const *all;
+            size_t n = 0;
+            assert_int_equal(dp_mesh_stream_publish(st, &s), 0);
+            for (unsigned i = 0; i < NKEYS; i++) {
+                struct dp_mesh_ip a = {4, {10, 0, (uint8_t)(i / 256), (uint8_t)(i % 256)}};
+                snprintf(key, sizeof(key), "c//Pod/ns/w%u", i);
+                if (model[i] != (dp_mesh_workload_by_key(s, key) != NULL))
+                    fail_msg("op %d key %u: model %d", op, i, model[i]);
+                assert_int_equal(model[i], dp_mesh_workload_by_ip(s, &a) != NULL);
+                n += model[i];
+            }
+            assert_int_equal(dp_mesh_snapshot_workloads(s, &all), n);
+            dp_mesh_snapshot_unref(s);
+        }
+    }
+    dp_mesh_stream_free(st);
+}
+
 /* ------------------------------------------------------------------ destination selection */
 
 struct lcg {
@@ -838,6 +885,7 @@ int main(void)
             cmocka_unit_test(test_apply_bad_event),
             cmocka_unit_test(test_stream),
             cmocka_unit_test(test_stream_scale),
+            cmocka_unit_test(test_stream_random_model),
             cmocka_unit_test(test_select_service),
             cmocka_unit_test(test_select_pod_and_unknown),
             cmocka_unit_test(test_select_waypoint),
