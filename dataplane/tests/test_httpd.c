@@ -250,6 +250,14 @@ static void exchange(struct fx *f, int fd, const char *req, struct rx *rx, unsig
     cli_recv_until(f, fd, rx, n_resp, false, 3000);
 }
 
+/* Send a request that must not be answered (yet): run the server briefly and return what came. */
+static void send_no_answer(struct fx *f, int fd, const char *req, struct rx *rx)
+{
+    memset(rx, 0, sizeof(*rx));
+    cli_sends(f, fd, req);
+    cli_recv_until(f, fd, rx, 0, false, 100);
+}
+
 static void test_get_keepalive(void **state)
 {
     struct fx *f = *state;
@@ -488,11 +496,11 @@ static void test_held_response(void **state)
     struct fx *f = *state;
     struct rx rx;
     int fd = cli_connect(f);
-    exchange(f, fd, "POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi", &rx, 1);
+    send_no_answer(f, fd, "POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi", &rx);
     assert_int_equal(rx.len, 0);
     assert_non_null(f->held);
     /* a pipelined request waits behind the held one */
-    exchange(f, fd, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", &rx, 1);
+    send_no_answer(f, fd, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", &rx);
     assert_int_equal(rx.len, 0);
     struct dp_httpd_resp *r = f->held;
     assert_string_equal(dp_httpd_resp_request(r)->body, "hi");
@@ -508,7 +516,7 @@ static void test_held_response(void **state)
     assert_int_equal(f->aborted, 0);
 
     /* held, then the peer goes away: on_abort runs from the loop */
-    exchange(f, fd, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n", &rx, 1);
+    send_no_answer(f, fd, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n", &rx);
     assert_non_null(f->held);
     close(fd);
     cli_recv_until(f, -1, &rx, 0, false, 100);
@@ -682,6 +690,87 @@ static void test_unix_and_fd_listener(void **state)
     dp_httpd_stop_listening(f->srv);
     assert_int_not_equal(access(path, F_OK), 0);
     assert_int_not_equal(dp_sock_connect_unix(path, 0, &fd), 0);
+}
+
+/* Random pipelines of good requests, optionally ending in a bad one, sent in random pieces:
+ * every good request is answered in order, a bad one gets a 4xx/5xx and the close. */
+static uint64_t rnd_state = 0x2545f4914f6cdd1dull;
+static unsigned rnd(unsigned n)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return (unsigned)(rnd_state % n);
+}
+
+static void test_random_pipelines(void **state)
+{
+    struct fx *f = *state;
+    static const char *const bad[] = {
+            "GET / HTTP/1.1\nHost: t\n\n",
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n",
+            "GET /hello HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "\x01\x02\x03\r\n\r\n",
+            "GET /hello HTTP/3.0\r\nHost: t\r\n\r\n",
+    };
+    char *stream = malloc(65536);
+    struct rx *rx = malloc(sizeof(*rx));
+    for (int iter = 0; iter < 80; iter++) {
+        size_t len = 0;
+        unsigned k = 1 + rnd(6);
+        bool with_bad = rnd(3) == 0;
+        for (unsigned i = 0; i < k; i++) {
+            switch (rnd(3)) {
+            case 0:
+                len += (size_t)sprintf(stream + len, "GET /hello?i=%u HTTP/1.1\r\nHost: t\r\n\r\n",
+                                       i);
+                break;
+            case 1:
+                len += (size_t)sprintf(
+                        stream + len,
+                        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nb%03u", i);
+                break;
+            default:
+                len += (size_t)sprintf(
+                        stream + len,
+                        "PUT /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "2\r\nc%u\r\n0\r\n\r\n",
+                        i % 10);
+                break;
+            }
+        }
+        if (with_bad)
+            len += (size_t)sprintf(stream + len, "%s", bad[rnd(DP_ARRAY_SIZE(bad))]);
+        int fd = cli_connect(f);
+        memset(rx, 0, sizeof(*rx));
+        for (size_t off = 0; off < len;) {
+            size_t n = 1 + rnd(64);
+            if (n > len - off)
+                n = len - off;
+            cli_send(f, fd, stream + off, n);
+            off += n;
+        }
+        cli_recv_until(f, fd, rx, with_bad ? 0 : k, with_bad, 3000);
+        unsigned ok = 0;
+        for (const char *p = rx->buf; (p = strstr(p, "HTTP/1.1 20")) != NULL; p++)
+            ok++;
+        if (ok != k)
+            fail_msg("iter %d: %u good requests, %u answered:\n%s", iter, k, ok, rx->buf);
+        if (with_bad) {
+            assert_true(rx->eof);
+            const char *last = rx->buf, *p = rx->buf;
+            while ((p = strstr(p + 1, "HTTP/1.1 ")) != NULL)
+                last = p;
+            assert_true(last[9] == '4' || last[9] == '5');
+            assert_non_null(strstr(last, "Connection: close\r\n"));
+        }
+        close(fd);
+    }
+    cli_recv_until(f, -1, rx, 0, false, 20);
+    assert_int_equal(dp_httpd_conn_count(f->srv), 0);
+    free(rx);
+    free(stream);
 }
 
 /* ---------------------------------------------------------------- transport seam */
@@ -876,6 +965,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_conn_limit, setup, teardown),
             cmocka_unit_test_setup_teardown(test_held_response, setup, teardown),
             cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_random_pipelines, setup, teardown),
             cmocka_unit_test_setup_teardown(test_write_timeout, setup_slow_writes, teardown),
             cmocka_unit_test_setup_teardown(test_server_free_aborts, setup, teardown),
             cmocka_unit_test_setup_teardown(test_unix_and_fd_listener, setup, teardown),
