@@ -78,11 +78,26 @@ cni_agent_kind() {
 cni_start_agent() {
     rm -f "$CNI_SOCK"
     if [ "${1:-}" != responder ] && [ "$(cni_agent_kind)" = real ]; then
-        local base=$((30000 + ($$ % 11000) * 3))
-        "$CNI_AGENT_BIN" --node amb-cni-node --run-dir "$CNI_RUN" --workers 1 --drain-ms 500 \
-            --metrics "127.0.0.1:$base" --ready "127.0.0.1:$((base + 1))" \
-            --admin "127.0.0.1:$((base + 2))" >>"$CNI_DIR/agent.out" 2>&1 &
-        CNI_AGENT_RUNNING=real
+        # its metrics/ready/admin listeners need fixed ports: stay below the ephemeral range
+        # and try another trio if one is taken
+        local try base
+        for try in 0 1 2 3 4; do
+            base=$((20000 + (($$ + try * 977) % 4000) * 3))
+            "$CNI_AGENT_BIN" --node amb-cni-node --run-dir "$CNI_RUN" --workers 1 --drain-ms 500 \
+                --metrics "127.0.0.1:$base" --ready "127.0.0.1:$((base + 1))" \
+                --admin "127.0.0.1:$((base + 2))" >>"$CNI_DIR/agent.out" 2>&1 &
+            CNI_AGENT_PID=$!
+            CNI_PIDS+=($!)
+            CNI_AGENT_RUNNING=real
+            local deadline=$((SECONDS + 10))
+            while [ $SECONDS -lt $deadline ] && kill -0 $CNI_AGENT_PID 2>/dev/null && [ ! -S "$CNI_SOCK" ]; do
+                sleep 0.1
+            done
+            [ -S "$CNI_SOCK" ] && return 0
+            kill $CNI_AGENT_PID 2>/dev/null
+            wait $CNI_AGENT_PID 2>/dev/null
+        done
+        return 1
     else
         python3 "$CNI_RESPONDER" agent "$CNI_FIX" "$CNI_SOCK" &
         CNI_AGENT_RUNNING=responder
