@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "operator/operator.h"
 #include "operator/server.h"
+#include "operator/waypoints.h"
 
 #define SCOPE "operator"
 
@@ -166,6 +167,7 @@ int main(int argc, char **argv)
     struct op_options opts;
     struct op_server_config scfg;
     struct op_server *srv = NULL;
+    struct op_waypoints *wps = NULL;
     const char *metrics_listen = "0.0.0.0:15014";
     struct op_ctx *op = NULL;
     uint16_t port = 0;
@@ -260,6 +262,9 @@ int main(int argc, char **argv)
     m.op = op;
     if (m.events_out != NULL)
         op_subscribe(op, &m.sub, on_push, &m);
+    r = op_waypoints_new(op, &wps);
+    if (r < 0)
+        goto out;
     r = dp_metrics_new(&m.metrics);
     if (r < 0)
         goto out;
@@ -285,6 +290,7 @@ int main(int argc, char **argv)
     r = dp_loop_run(m.loop);
 out:
     op_server_free(srv);
+    op_waypoints_free(wps);
     dp_httpd_free(m.mhttpd);
     dp_admin_ready_free(m.ready);
     dp_timer_cancel(&m.stats_timer);

@@ -508,6 +508,21 @@ const json_t *op_pods(const struct op_ctx *op)
     return cache(op, INF_PODS);
 }
 
+const json_t *op_gateways(const struct op_ctx *op)
+{
+    return cache(op, INF_GATEWAYS);
+}
+
+const json_t *op_nodes(const struct op_ctx *op)
+{
+    return cache(op, INF_NODES);
+}
+
+const json_t *op_services(const struct op_ctx *op)
+{
+    return cache(op, INF_SERVICES);
+}
+
 const struct op_stats *op_stats(const struct op_ctx *op)
 {
     return &op->stats;

@@ -69,8 +69,11 @@ const struct op_ca *op_ca(const struct op_ctx *op);
 const struct op_options *op_opts(const struct op_ctx *op);
 struct dp_kube_multi *op_multi(struct op_ctx *op);
 struct dp_loop *op_loop(struct op_ctx *op);
-/** Informer caches for authorization ("<ns>/<name>" -> object, borrowed). */
+/** Informer caches ("<ns>/<name>" -> object, borrowed; may be empty). */
 const json_t *op_pods(const struct op_ctx *op);
+const json_t *op_gateways(const struct op_ctx *op);
+const json_t *op_nodes(const struct op_ctx *op);
+const json_t *op_services(const struct op_ctx *op);
 
 /** Counters for metrics. */
 struct op_stats {

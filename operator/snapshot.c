@@ -263,7 +263,8 @@ static int build_services(const struct op_inputs *in, const struct op_mesh_confi
                 json_object_set_new(e, "appProtocol", json_string(ap));
             json_array_append_new(ports, e);
         }
-        wp = waypoint_ref(in, waypoints, svc, ns, false);
+        /* a waypoint's own Service is never sent through a waypoint */
+        wp = json_object_get(waypoints, k) ? NULL : waypoint_ref(in, waypoints, svc, ns, false);
         obj = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:[]}", "name", name, "namespace", ns,
                         "hostname", host, "vips", svc_cluster_ips(svc), "ports", ports,
                         "waypoint", wp ? wp : json_null(), "subjectAltNames");

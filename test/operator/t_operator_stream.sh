@@ -75,13 +75,16 @@ gwdir=$(ls -d /var/cache/ambit-tools/gateway-api-v*/crd 2>/dev/null | grep -v '\
 if [ -n "$gwdir" ] && kc apply --server-side -f "$gwdir/gateway.networking.k8s.io_gatewayclasses.yaml" \
     -f "$gwdir/gateway.networking.k8s.io_gateways.yaml" >>"$T_LOG" 2>&1; then
     kc wait --for condition=established --timeout=30s crd/gateways.gateway.networking.k8s.io >>"$T_LOG" 2>&1
-    kc label ns "$ns" istio.io/use-waypoint=waypoint >>"$T_LOG" 2>&1
+    # a Ready node with an address to host the waypoint (no kubelet here: write it by hand)
     cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
 apiVersion: v1
-kind: Service
-metadata: {name: waypoint, namespace: $ns}
-spec: {ports: [{name: mesh, port: 15008}]}
----
+kind: Node
+metadata: {name: amb-node-$$}
+EOF2
+    kc patch node "amb-node-$$" --subresource=status --type=merge -p \
+        '{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Test","message":"test","lastHeartbeatTime":null,"lastTransitionTime":null}],"addresses":[{"type":"InternalIP","address":"192.0.2.10"}]}}' >>"$T_LOG" 2>&1
+    kc label ns "$ns" istio.io/use-waypoint=waypoint >>"$T_LOG" 2>&1
+    cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: waypoint, namespace: $ns}
@@ -89,10 +92,24 @@ spec:
   gatewayClassName: istio-waypoint
   listeners: [{name: mesh, port: 15008, protocol: HBONE}]
 EOF2
+    t_check "operator creates the waypoint ServiceAccount" t_wait_for 30 kc -n "$ns" get serviceaccount waypoint
+    t_check "operator creates the waypoint Service" t_wait_for 10 kc -n "$ns" get service waypoint
+    t_eq "waypoint Service port 15008/hbone" "15008 hbone" \
+        "$(kc -n "$ns" get service waypoint -o jsonpath='{.spec.ports[0].port} {.spec.ports[0].appProtocol}')"
+    # (on a real cluster the waypoint may be placed on another Ready node: any node address will do)
+    t_check "waypoint EndpointSlice lists the hosting node" t_wait_for 10 bash -c \
+        "'$KUBECTL' -n '$ns' get endpointslice waypoint-ambit -o jsonpath='{.endpoints[*].addresses[0]}' 2>/dev/null | grep -Eq '^[0-9.]+$'"
+    t_check "Gateway status Programmed" t_wait_for 20 bash -c \
+        "'$KUBECTL' -n '$ns' get gateway waypoint -o jsonpath='{.status.conditions[?(@.type==\"Programmed\")].status}' | grep -q True"
+    vip=$(kc -n "$ns" get service waypoint -o jsonpath='{.spec.clusterIP}')
+    t_match "Gateway status addresses carry the ClusterIP" "$vip" \
+        "$(kc -n "$ns" get gateway waypoint -o jsonpath='{.status.addresses[*].value}')"
+    t_check "GatewayClass istio-waypoint applied" kc get gatewayclass istio-waypoint
     t_check "waypoint upsert streamed" t_wait_for 30 ev_has \
-        ".type==\"upsert\" and .kind==\"waypoint\" and .key==\"$ns/waypoint\" and (.object.addresses|length)==1"
+        ".type==\"upsert\" and .kind==\"waypoint\" and .key==\"$ns/waypoint\" and (.object.addresses|length)==1 and (.object.nodes|length)==1"
     t_check "service bound to the waypoint" t_wait_for 10 ev_has \
         ".type==\"upsert\" and .key==\"$ns/reviews.$ns.svc.cluster.local\" and .object.waypoint.key==\"$ns/waypoint\""
+    kc delete node "amb-node-$$" >>"$T_LOG" 2>&1
 else
     t_pass "waypoint part skipped (no Gateway API CRDs cached)"
 fi
