@@ -1112,22 +1112,30 @@ int dp_httpd_resp_stream_start(struct dp_httpd_resp *resp, const char *content_t
 int dp_httpd_resp_stream_write(struct dp_httpd_resp *resp, const void *data, size_t len)
 {
     struct conn *c = resp->conn;
+    int r = 0;
+
     DP_BUG_ON(!resp->streaming || resp->done);
     if (c->dead)
-        return -EPIPE;
+        goto broken;
     if (len == 0 || resp->head_only)
         return 0;
     if (c->wbuf->len + len > c->srv->cfg.max_stream_pending)
         return -ENOBUFS;
-    int r = resp->chunked ? dp_http_append_chunk(&c->wbuf, data, len)
-                          : dp_buf_append(&c->wbuf, data, len);
+    r = resp->chunked ? dp_http_append_chunk(&c->wbuf, data, len)
+                      : dp_buf_append(&c->wbuf, data, len);
     if (r < 0)
         return -ENOBUFS;
     if (try_write(c) < 0)
-        return -EPIPE;
+        goto broken;
     if (c->state != CS_HANDLER)
         conn_update(c);
     return 0;
+
+broken:
+    /* terminal: the owner learns it here, so on_abort must not tell it again */
+    resp->done = true;
+    resp->on_abort = NULL;
+    return -EPIPE;
 }
 
 size_t dp_httpd_resp_pending(const struct dp_httpd_resp *resp)

@@ -28,11 +28,11 @@
  *     Transfer-Encoding: chunked (HTTP/1.0: close-delimited) and each dp_httpd_resp_stream_write
  *     is one chunk — newline-delimited JSON for the operator's config stream, say — until
  *     dp_httpd_resp_stream_end().
- * A held/streaming resp handle stays valid until the owner calls finish/stream_end, or until
- * on_abort(resp, arg) has been called (peer gone, write failure/timeout, server freed). on_abort
- * is called at most once, from the loop (deferred stage or dp_httpd_free), never from inside a
- * dp_httpd_resp_* call; it must not touch resp after returning. After finish/stream_end it is
- * never called.
+ * A held/streaming resp handle stays valid until the owner calls finish/stream_end, gets -EPIPE
+ * from stream_write, or until on_abort(resp, arg) has been called (peer gone, write
+ * failure/timeout, server freed). on_abort is called at most once, from the loop (deferred stage or
+ * dp_httpd_free), never from inside a dp_httpd_resp_* call; it must not touch resp after returning.
+ * After finish/stream_end it is never called.
  *
  * Never frees a connection inside its own callback: connections are released from a dp_defer.
  *
@@ -180,9 +180,10 @@ void dp_httpd_resp_finish(struct dp_httpd_resp *resp);
  */
 int dp_httpd_resp_stream_start(struct dp_httpd_resp *resp, const char *content_type,
                                dp_httpd_abort_cb *on_abort, void *arg);
-/** Queue len bytes as one chunk and start writing. 0; -ENOBUFS when more than
- *  max_stream_pending bytes would be queued (slow peer: nothing queued, decide whether to drop
- *  it); -EPIPE when the connection is already broken (on_abort will follow). */
+/** Queue len bytes as one chunk and start writing. Returns 0; -ENOBUFS when more than
+ *  max_stream_pending bytes would be queued (slow peer: nothing queued, the stream goes on —
+ *  call dp_httpd_resp_stream_end to drop it); or -EPIPE when the connection is broken: that
+ *  ends the stream like stream_end — resp is invalid and on_abort will not be called. */
 int dp_httpd_resp_stream_write(struct dp_httpd_resp *resp, const void *data, size_t len);
 /** Bytes queued and not yet written. */
 size_t dp_httpd_resp_pending(const struct dp_httpd_resp *resp);
