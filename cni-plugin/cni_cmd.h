@@ -7,6 +7,11 @@
  * adoption is rolled back (rules removed, agent told), so a pod never runs half-captured, and
  * ADD fails so the runtime retries. Non-ambient pods pass through untouched.
  * DEL undoes what ADD recorded, succeeds when repeated and when the netns is gone.
+ *
+ * The state file is also for the node agent (e.g. to re-find netns paths after a restart):
+ *   {"uid", "namespace", "name", "containerId", "netns": "/var/run/netns/...",
+ *    "ips": ["10.244.1.5", ...], "dnsCapture": bool, "ipv6": bool}
+ * For pods that never went through the plugin, dp_netns_find_pod() does the /proc scan.
  */
 #ifndef CNI_CMD_H
 #define CNI_CMD_H

@@ -74,4 +74,28 @@ int dp_netns_send_fd(int sock, int fd, const void *data, size_t len);
  */
 int dp_netns_recv_fd(int sock, void *data, size_t cap, size_t *ret_len, int *ret_fd);
 
+/**
+ * 1 if the netns `nsfd` (borrowed) has address `ip` ("10.1.2.3", "fd00::5"; a "/len" suffix is
+ * ignored) on any interface, 0 if not, -EINVAL for an unparsable address, other -errno.
+ */
+int dp_netns_has_addr(int nsfd, const char *ip);
+
+/** Longest pod UID accepted by dp_netns_find_pod. */
+#define DP_NETNS_UID_MAX 64
+
+/**
+ * Find the network namespace of a pod that is already running (no CNI event to tell us): scan
+ * <proc_root>/<pid>/cgroup for the pod UID — "pod<uid>" as cgroupfs writes it, or with '_' for
+ * '-' as the systemd driver does, delimited by punctuation — open <proc_root>/<pid>/ns/net,
+ * skip the caller's own netns (host processes can share a pod's cgroup path prefix, never its
+ * netns), dedupe by inode, and accept a candidate only if it holds one of `ips` (so a stale or
+ * recycled pid cannot hand us the wrong pod). proc_root NULL means "/proc".
+ *
+ * Returns 0 and a new fd in *ret_fd; -ENOENT when no process of the pod is found or none of its
+ * netns holds the IPs; -ENOTUNIQ when two different netns both qualify; -EINVAL for a malformed
+ * UID or no IPs; other -errno. Reads at most 4 KiB of each cgroup file.
+ */
+int dp_netns_find_pod(const char *proc_root, const char *pod_uid, const char *const *ips,
+                      size_t n_ips, int *ret_fd);
+
 #endif

@@ -10,7 +10,10 @@
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -198,6 +201,121 @@ static void test_socket_in_other_netns_root(void **state)
     close(ns);
 }
 
+/* put 10.77.0.5/32 and fd00:77::5/128 on lo of the current netns (the child `ip` inherits the
+ * calling thread's netns; the simplest honest way to configure it from a test) */
+static int add_addrs(void *arg)
+{
+    (void)arg;
+    if (system("ip link set lo up && ip addr add 10.77.0.5/32 dev lo && "
+               "ip -6 addr add fd00:77::5/128 dev lo nodad 2>/dev/null || true") != 0)
+        return -EIO;
+    return 0;
+}
+
+static void test_has_addr_root(void **state)
+{
+    (void)state;
+    int ns = new_netns();
+    if (ns < 0)
+        skip();
+    assert_int_equal(dp_netns_run(ns, add_addrs, NULL), 0);
+    assert_int_equal(dp_netns_has_addr(ns, "10.77.0.5"), 1);
+    assert_int_equal(dp_netns_has_addr(ns, "10.77.0.5/24"), 1);
+    assert_int_equal(dp_netns_has_addr(ns, "10.77.0.6"), 0);
+    assert_int_equal(dp_netns_has_addr(ns, "127.0.0.1"), 1);
+    assert_int_equal(dp_netns_has_addr(ns, "banana"), -EINVAL);
+    assert_int_equal(dp_netns_has_addr(ns, ""), -EINVAL);
+    close(ns);
+}
+
+static char fake_proc[64];
+
+static void mk(const char *rel, const char *content, const char *link_to)
+{
+    char p[256], dir[256];
+    snprintf(p, sizeof(p), "%s/%s", fake_proc, rel);
+    snprintf(dir, sizeof(dir), "%s", p);
+    for (char *s = dir + strlen(fake_proc) + 1; *s; s++) {
+        if (*s == '/') {
+            *s = 0;
+            mkdir(dir, 0755);
+            *s = '/';
+        }
+    }
+    if (link_to) {
+        assert_int_equal(symlink(link_to, p), 0);
+    } else {
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(content, f);
+        fclose(f);
+    }
+}
+
+static void test_find_pod_root(void **state)
+{
+    (void)state;
+    int ns = new_netns();
+    if (ns < 0)
+        skip();
+    int other = new_netns();
+    assert_true(other >= 0);
+    assert_int_equal(dp_netns_run(ns, add_addrs, NULL), 0);
+    assert_int_equal(dp_netns_run(other, add_addrs, NULL), 0); /* same IP, other pod */
+
+    snprintf(fake_proc, sizeof(fake_proc), "/tmp/amb-netns-proc.XXXXXX");
+    assert_non_null(mkdtemp(fake_proc));
+    char pod_ns[64], other_ns[64];
+    snprintf(pod_ns, sizeof(pod_ns), "/proc/%d/fd/%d", (int)getpid(), ns);
+    snprintf(other_ns, sizeof(other_ns), "/proc/%d/fd/%d", (int)getpid(), other);
+    const char *uid = "5c1d2f3a-0b4e-4c6d-8e9f-0a1b2c3d4e5f";
+    /* cgroupfs driver, pause container */
+    mk("100/cgroup", "0::/kubepods/besteffort/pod5c1d2f3a-0b4e-4c6d-8e9f-0a1b2c3d4e5f/abc\n", NULL);
+    mk("100/ns/net", NULL, pod_ns);
+    /* systemd driver, app container of the same pod: same netns, deduped */
+    mk("101/cgroup",
+       "1:name=systemd:/kubepods.slice/kubepods-besteffort.slice/"
+       "kubepods-besteffort-pod5c1d2f3a_0b4e_4c6d_8e9f_0a1b2c3d4e5f.slice/cri-containerd-1.scope\n",
+       NULL);
+    mk("101/ns/net", NULL, pod_ns);
+    /* a host process under the same cgroup (e.g. a hostNetwork helper): host netns, skipped */
+    mk("102/cgroup", "0::/kubepods/besteffort/pod5c1d2f3a-0b4e-4c6d-8e9f-0a1b2c3d4e5f/def\n", NULL);
+    mk("102/ns/net", NULL, "/proc/self/ns/net");
+    /* another pod with a longer uid that merely starts with ours: not a match */
+    mk("103/cgroup", "0::/kubepods/pod5c1d2f3a-0b4e-4c6d-8e9f-0a1b2c3d4e5f00/x\n", NULL);
+    mk("103/ns/net", NULL, other_ns);
+    mk("self/cgroup", "0::/\n", NULL); /* non-numeric entries are ignored */
+    mk("104/cgroup", "garbage", NULL);   /* no ns/net: skipped */
+
+    const char *ips[] = {"10.77.0.5"};
+    int fd = -1;
+    assert_int_equal(dp_netns_find_pod(fake_proc, uid, ips, 1, &fd), 0);
+    assert_int_equal(dp_netns_same(fd, ns), 1);
+    close(fd);
+
+    const char *wrong[] = {"10.77.9.9", "not-an-ip"};
+    fd = -1;
+    assert_int_equal(dp_netns_find_pod(fake_proc, uid, wrong, 2, &fd), -ENOENT);
+    assert_int_equal(fd, -1);
+    assert_int_equal(dp_netns_find_pod(fake_proc, "00000000-0000-0000-0000-000000000000", ips, 1,
+                                       &fd),
+                     -ENOENT);
+    assert_int_equal(dp_netns_find_pod(fake_proc, "../etc", ips, 1, &fd), -EINVAL);
+    assert_int_equal(dp_netns_find_pod(fake_proc, uid, ips, 0, &fd), -EINVAL);
+    assert_int_equal(dp_netns_find_pod("/nonexistent-amb", uid, ips, 1, &fd), -ENOENT);
+
+    /* a second, different netns claiming the same pod and IP: ambiguous, refuse */
+    mk("105/cgroup", "0::/kubepods/pod5c1d2f3a-0b4e-4c6d-8e9f-0a1b2c3d4e5f/zzz\n", NULL);
+    mk("105/ns/net", NULL, other_ns);
+    assert_int_equal(dp_netns_find_pod(fake_proc, uid, ips, 1, &fd), -ENOTUNIQ);
+
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fake_proc);
+    assert_int_equal(system(cmd), 0);
+    close(other);
+    close(ns);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +324,8 @@ int main(void)
             cmocka_unit_test(test_fd_passing),
             cmocka_unit_test(test_run_inside_root),
             cmocka_unit_test(test_socket_in_other_netns_root),
+            cmocka_unit_test(test_has_addr_root),
+            cmocka_unit_test(test_find_pod_root),
     };
     return cmocka_run_group_tests_name("netns", tests, NULL, NULL);
 }
