@@ -707,10 +707,12 @@ static void hbc_update_io(struct hbc *c)
 
 static void hbc_arm_idle(struct hbc *c)
 {
-    if (c->server || c->st != HBC_READY)
+    if (c->st != HBC_READY)
         return;
+    /* the server waits twice as long as clients pool, so it rarely races a client's reuse */
     if (c->n_open == 0)
-        dp_timer_arm(c->loop, &c->timer, c->lim.idle_timeout_ms);
+        dp_timer_arm(c->loop, &c->timer, c->server ? 2 * c->lim.idle_timeout_ms
+                                                   : c->lim.idle_timeout_ms);
     else
         dp_timer_cancel(&c->timer);
 }
@@ -860,7 +862,7 @@ static void on_hbc_timer(struct dp_loop *loop, void *arg)
         hbc_close(c, c->error);
         return;
     }
-    if (!c->server && c->n_open == 0 && c->h2 != NULL) {
+    if (c->n_open == 0 && c->h2 != NULL) {
         /* idle: say goodbye, close once flushed */
         c->reusable = false;
         dp_list_del(&c->pool_link);

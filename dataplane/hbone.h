@@ -55,7 +55,8 @@ struct dp_hbone_limits {
     uint32_t max_settings_per_s;   /* SETTINGS frames per second before GOAWAY: 100 */
     uint32_t max_rst_per_s;        /* RST_STREAM received per second before GOAWAY: 200 */
     uint32_t splice_buf;           /* per-direction fd read buffer per stream: 256 KiB */
-    uint64_t idle_timeout_ms;      /* pooled client connection idle close: 5 min */
+    uint64_t idle_timeout_ms;      /* pooled client connection idle close: 5 min (server
+                                      side closes connections idle for twice that) */
     uint64_t handshake_timeout_ms; /* TCP connect + TLS + h2 preface: 10 s */
     uint64_t connect_timeout_ms;   /* server side upstream connect: 10 s */
 };

@@ -352,6 +352,19 @@ static void fill(unsigned char *p, size_t n, unsigned seed)
 
 /* ------------------------------------------------------------------ tests */
 
+struct raw {
+    nghttp2_session *h2;
+    int fd;
+    int status;
+    bool closed;
+    uint32_t rst_code;
+    bool goaway;
+    char baggage[128];
+};
+static void raw_connect(struct raw *r);
+static void raw_pump(struct raw *r);
+static void raw_done(struct raw *r);
+
 static void test_authority_parse(void **state)
 {
     struct sockaddr_storage ss;
@@ -758,6 +771,21 @@ static void test_idle_timeout(void **state)
     assert_int_equal(conns, 0);
     assert_int_equal(srv.conns_done, 1);
     dp_hbone_pool_free(pool);
+
+    /* server side: a connection that never opens a stream is closed after 2 x idle */
+    struct raw r;
+    srv.lim.idle_timeout_ms = 100;
+    raw_connect(&r);
+    uint64_t t0 = dp_now_ms();
+    while (!r.goaway && dp_now_ms() - t0 < 3000) {
+        raw_pump(&r);
+        dp_loop_run_once(loop, 5);
+    }
+    assert_true(r.goaway);
+    assert_true(dp_now_ms() - t0 >= 150);
+    PUMP_UNTIL(srv.conns_done == 2, 2000);
+    assert_int_equal(srv.conns_done, 2);
+    raw_done(&r);
 }
 
 static void test_renewed_identity_new_connection(void **state)
@@ -861,15 +889,6 @@ static void test_server_abort_resets_streams(void **state)
 
 /* ------------------------------------------------------------------ raw h2 client */
 
-struct raw {
-    nghttp2_session *h2;
-    int fd;
-    int status;
-    bool closed;
-    uint32_t rst_code;
-    bool goaway;
-    char baggage[128];
-};
 
 static int raw_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl,
                          const uint8_t *v, size_t vl, uint8_t flags, void *u)
