@@ -11,6 +11,8 @@
  *     the hot-path lookups (workload and service by IP) use an open-addressing hash.
  *   - Reference counts are atomic because snapshots are built on one loop and read on others.
  */
+#include "mesh.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,7 +26,6 @@
 #include <time.h>
 
 #include "json.h"
-#include "mesh.h"
 #include "yaml.h"
 
 /* ================================================================== addresses */
@@ -270,16 +271,15 @@ static int dup_str(const char *s, char **out)
 }
 
 /* string member, bounded, copied. Returns 1 present / 0 absent / -errno. */
-static int get_str(struct dctx *c, const json_t *o, const char *key, bool required,
-                   bool nonempty, char **out)
+static int get_str(struct dctx *c, const json_t *o, const char *key, bool required, bool nonempty,
+                   char **out)
 {
     const char *s = NULL;
     int r = dp_json_get_str(o, key, required, &s, &c->p, &c->e);
     if (r <= 0)
         return r;
     if (strlen(s) > DP_MESH_MAX_STR)
-        return fail(c, key, "string too long (%zu bytes, at most %d)", strlen(s),
-                    DP_MESH_MAX_STR);
+        return fail(c, key, "string too long (%zu bytes, at most %d)", strlen(s), DP_MESH_MAX_STR);
     if (nonempty && s[0] == '\0')
         return fail(c, key, "must not be empty");
     if (dup_str(s, out) < 0)
@@ -287,8 +287,8 @@ static int get_str(struct dctx *c, const json_t *o, const char *key, bool requir
     return 1;
 }
 
-static int get_u32(struct dctx *c, const json_t *o, const char *key, long long min,
-                   long long max, uint32_t *out)
+static int get_u32(struct dctx *c, const json_t *o, const char *key, long long min, long long max,
+                   uint32_t *out)
 {
     long long v;
     int r = dp_json_get_int(o, key, false, min, max, &v, &c->p, &c->e);
@@ -304,8 +304,8 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
-static int get_strv(struct dctx *c, const json_t *o, const char *key, size_t max,
-                    char ***out, size_t *n_out)
+static int get_strv(struct dctx *c, const json_t *o, const char *key, size_t max, char ***out,
+                    size_t *n_out)
 {
     json_t *arr, *el;
     size_t i;
@@ -319,8 +319,7 @@ static int get_strv(struct dctx *c, const json_t *o, const char *key, size_t max
     if (!v)
         return -ENOMEM;
     PUSHK(c, key);
-    json_array_foreach(arr, i, el)
-    {
+    json_array_foreach(arr, i, el) {
         const char *s = json_string_value(el);
         if (!json_is_string(el)) {
             PUSHI(c, i);
@@ -371,8 +370,7 @@ static int get_ipv(struct dctx *c, const json_t *o, const char *key, bool allow_
     if (!v)
         return -ENOMEM;
     PUSHK(c, key);
-    json_array_foreach(arr, i, el)
-    {
+    json_array_foreach(arr, i, el) {
         const char *s = json_string_value(el);
         PUSHI(c, i);
         if (!json_is_string(el))
@@ -663,8 +661,7 @@ static int decode_labels(struct dctx *c, const json_t *o, struct dp_mesh_workloa
     if (!w->labels)
         return -ENOMEM;
     PUSHK(c, "labels");
-    json_object_foreach(v, k, val)
-    {
+    json_object_foreach(v, k, val) {
         const char *s = json_string_value(val);
         if (!json_is_string(val) || strlen(s) > DP_MESH_MAX_STR || strlen(k) > DP_MESH_MAX_STR) {
             r = fail(c, k, json_is_string(val) ? "too long" : "expected string");
@@ -700,8 +697,7 @@ static int decode_svc_refs(struct dctx *c, const json_t *o, struct dp_mesh_workl
     if (!w->services)
         return -ENOMEM;
     PUSHK(c, "services");
-    json_object_foreach(v, k, ports)
-    {
+    json_object_foreach(v, k, ports) {
         struct dp_mesh_svc_ref *ref = &w->services[i];
         size_t j = 0;
         if (!strchr(k, '/') || strlen(k) > DP_MESH_MAX_STR) {
@@ -730,8 +726,7 @@ static int decode_svc_refs(struct dctx *c, const json_t *o, struct dp_mesh_workl
             goto err;
         }
         PUSHK(c, k);
-        json_object_foreach(ports, pk, tp)
-        {
+        json_object_foreach(ports, pk, tp) {
             uint16_t port;
             if (parse_port_str(pk, &port) < 0) {
                 r = fail(c, pk, "service port must be a decimal 1..65535");
@@ -799,13 +794,13 @@ static int check_key(struct dctx *c, const char *want, const char *derived)
 static int decode_workload(struct dctx *c, const json_t *o, const char *key,
                            struct dp_mesh_workload **out)
 {
-    static const char *const allowed[] = {
-            "uid", "podUid", "name", "namespace", "node", "addresses", "serviceAccount",
-            "trustDomain", "network", "protocol", "status", "canonicalName",
-            "canonicalRevision", "workloadName", "workloadType", "labels", "services",
-            "waypoint", "authorizationPolicies", "capacity",
-            /* accepted for ztunnel compatibility, not used */
-            "hostname", "clusterId", "locality", "networkMode", NULL};
+    static const char *const allowed[] = {"uid", "podUid", "name", "namespace", "node", "addresses",
+                                          "serviceAccount", "trustDomain", "network", "protocol",
+                                          "status", "canonicalName", "canonicalRevision",
+                                          "workloadName", "workloadType", "labels", "services",
+                                          "waypoint", "authorizationPolicies", "capacity",
+                                          /* accepted for ztunnel compatibility, not used */
+                                          "hostname", "clusterId", "locality", "networkMode", NULL};
     static const char *const proto_names[] = {"TCP", "HBONE", "NONE", NULL};
     static const int proto_vals[] = {DP_MESH_PROTO_TCP, DP_MESH_PROTO_HBONE, DP_MESH_PROTO_TCP};
     static const char *const status_names[] = {"Healthy", "Unhealthy", NULL};
@@ -890,8 +885,7 @@ static int decode_service_ports(struct dctx *c, const json_t *o, struct dp_mesh_
             return -ENOMEM;
         PUSHK(c, "ports");
         i = 0;
-        json_object_foreach(v, k, el)
-        {
+        json_object_foreach(v, k, el) {
             if (parse_port_str(k, &s->ports[i].port) < 0 || !json_is_integer(el) ||
                 json_integer_value(el) < 0 || json_integer_value(el) > 65535) {
                 r = fail(c, k, "expected \"<port>\": <target port 0..65535>");
@@ -915,8 +909,7 @@ static int decode_service_ports(struct dctx *c, const json_t *o, struct dp_mesh_
     if (!s->ports)
         return -ENOMEM;
     PUSHK(c, "ports");
-    json_array_foreach(v, i, el)
-    {
+    json_array_foreach(v, i, el) {
         uint32_t port = 0, tp = 0;
         PUSHI(c, i);
         if ((r = dp_json_check_keys(el, allowed, &c->p, &c->e)) < 0)
@@ -945,14 +938,14 @@ err:
 static int decode_service(struct dctx *c, const json_t *o, const char *key,
                           struct dp_mesh_service **out)
 {
-    static const char *const allowed[] = {"name", "namespace", "hostname", "vips", "ports",
-                                          "waypoint", "subjectAltNames", "loadBalancing",
-                                          "ipFamilies", NULL};
+    static const char *const allowed[] = {
+            "name",     "namespace",       "hostname",      "vips",       "ports",
+            "waypoint", "subjectAltNames", "loadBalancing", "ipFamilies", NULL};
     static const char *const lb_allowed[] = {"healthPolicy", "mode", "routingPreference", NULL};
     static const char *const hp_names[] = {"OnlyHealthy", "AllowAll", NULL};
     static const int hp_vals[] = {DP_MESH_ONLY_HEALTHY, DP_MESH_ALLOW_ALL};
-    static const char *const mode_names[] = {"Standard", "Strict", "Failover", "Passthrough",
-                                             "Unspecified", NULL};
+    static const char *const mode_names[] = {"Standard",    "Strict",      "Failover",
+                                             "Passthrough", "Unspecified", NULL};
     static const int mode_vals[] = {DP_MESH_LB_STANDARD, DP_MESH_LB_STANDARD, DP_MESH_LB_STANDARD,
                                     DP_MESH_LB_PASSTHROUGH, DP_MESH_LB_STANDARD};
     struct dp_mesh_service *s;
@@ -1042,15 +1035,15 @@ static int decode_strmatch(struct dctx *c, const json_t *el, bool principal,
         return strmatch_from_istio(principal ? strip_spiffe(s) : s, m);
     }
     if (!json_is_object(el))
-        return fail(c, NULL, "expected string or {\"exact\"|\"prefix\"|\"suffix\"|\"presence\"}, "
-                             "got %s",
+        return fail(c, NULL,
+                    "expected string or {\"exact\"|\"prefix\"|\"suffix\"|\"presence\"}, "
+                    "got %s",
                     dp_json_type_str(el));
     if ((r = dp_json_check_keys(el, allowed, &c->p, &c->e)) < 0)
         return r;
     if (json_object_size(el) != 1)
         return fail(c, NULL, "exactly one of exact, prefix, suffix, presence");
-    json_object_foreach((json_t *)el, k, v)
-    {
+    json_object_foreach((json_t *)el, k, v) {
         if (strcmp(k, "presence") == 0) {
             if (!json_is_true(v) && !(json_is_object(v) && json_object_size(v) == 0))
                 return fail(c, k, "must be true");
@@ -1092,8 +1085,7 @@ static int decode_list(struct dctx *c, const json_t *o, const char *key, size_t 
     /* publish the array first so the caller's free path releases partial results */
     *out = v;
     PUSHK(c, key);
-    json_array_foreach(arr, i, el)
-    {
+    json_array_foreach(arr, i, el) {
         PUSHI(c, i);
         r = fn(c, el, flag, v + i * elsz);
         POP(c);
@@ -1165,10 +1157,19 @@ static int el_port(struct dctx *c, const json_t *el, bool flag, void *out)
 
 static int decode_match(struct dctx *c, const json_t *o, struct dp_mesh_match *m)
 {
-    static const char *const allowed[] = {
-            "principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts",
-            "notServiceAccounts", "sourceIps", "notSourceIps", "destinationIps",
-            "notDestinationIps", "destinationPorts", "notDestinationPorts", NULL};
+    static const char *const allowed[] = {"principals",
+                                          "notPrincipals",
+                                          "namespaces",
+                                          "notNamespaces",
+                                          "serviceAccounts",
+                                          "notServiceAccounts",
+                                          "sourceIps",
+                                          "notSourceIps",
+                                          "destinationIps",
+                                          "notDestinationIps",
+                                          "destinationPorts",
+                                          "notDestinationPorts",
+                                          NULL};
     int r;
     if ((r = dp_json_check_keys(o, allowed, &c->p, &c->e)) < 0)
         return r;
@@ -1203,8 +1204,7 @@ static int decode_rules(struct dctx *c, const json_t *o, struct dp_mesh_policy *
     if (!p->groups)
         return -ENOMEM;
     PUSHK(c, "rules");
-    json_array_foreach(rules, gi, grp)
-    {
+    json_array_foreach(rules, gi, grp) {
         struct dp_mesh_group *g = &p->groups[gi];
         p->n_groups = gi + 1;
         PUSHI(c, gi);
@@ -1222,8 +1222,7 @@ static int decode_rules(struct dctx *c, const json_t *o, struct dp_mesh_policy *
             r = -ENOMEM;
             goto err2;
         }
-        json_array_foreach(grp, ci, cl)
-        {
+        json_array_foreach(grp, ci, cl) {
             struct dp_mesh_clause *clause = &g->clauses[ci];
             g->n_clauses = ci + 1;
             PUSHI(c, ci);
@@ -1241,8 +1240,7 @@ static int decode_rules(struct dctx *c, const json_t *o, struct dp_mesh_policy *
                 r = -ENOMEM;
                 goto err3;
             }
-            json_array_foreach(cl, mi, m)
-            {
+            json_array_foreach(cl, mi, m) {
                 clause->n_matches = mi + 1;
                 PUSHI(c, mi);
                 r = decode_match(c, m, &clause->matches[mi]);
@@ -1267,8 +1265,8 @@ err2:
 static int decode_policy(struct dctx *c, const json_t *o, const char *key,
                          struct dp_mesh_policy **out)
 {
-    static const char *const allowed[] = {"name", "namespace", "scope", "action",
-                                          "dryRun", "rules", NULL};
+    static const char *const allowed[] = {"name",   "namespace", "scope", "action",
+                                          "dryRun", "rules",     NULL};
     static const char *const scope_names[] = {"Global", "Namespace", "WorkloadSelector", NULL};
     static const int scope_vals[] = {DP_MESH_SCOPE_GLOBAL, DP_MESH_SCOPE_NAMESPACE,
                                      DP_MESH_SCOPE_WORKLOAD};
@@ -1311,8 +1309,9 @@ err:
 static int decode_waypoint(struct dctx *c, const json_t *o, const char *key,
                            struct dp_mesh_waypoint **out)
 {
-    static const char *const allowed[] = {"name", "namespace", "for", "serviceAccount",
-                                          "trustDomain", "nodes", "addresses", "port", NULL};
+    static const char *const allowed[] = {"name",           "namespace",   "for",
+                                          "serviceAccount", "trustDomain", "nodes",
+                                          "addresses",      "port",        NULL};
     static const char *const for_names[] = {"service", "workload", "all", "none", NULL};
     static const int for_vals[] = {DP_MESH_WP_SERVICE, DP_MESH_WP_WORKLOAD, DP_MESH_WP_ALL,
                                    DP_MESH_WP_NONE};
@@ -1354,8 +1353,8 @@ err:
     return r;
 }
 
-static int decode_any(struct dctx *c, enum dp_mesh_kind kind, const json_t *json,
-                      const char *key, void **ret_obj)
+static int decode_any(struct dctx *c, enum dp_mesh_kind kind, const json_t *json, const char *key,
+                      void **ret_obj)
 {
     if (!json_is_object(json))
         return fail(c, NULL, "expected object, got %s", json ? dp_json_type_str(json) : "nothing");
@@ -1449,7 +1448,8 @@ static json_t *enc_gateway(const struct dp_mesh_gateway *g)
     if (!g)
         return json_null();
     o = json_object();
-    if (!o || jset_opt_str(o, "key", g->key) || jset(o, "addresses", enc_ipv(g->addresses, g->n_addresses)) ||
+    if (!o || jset_opt_str(o, "key", g->key) ||
+        jset(o, "addresses", enc_ipv(g->addresses, g->n_addresses)) ||
         jset(o, "port", json_integer(g->port))) {
         json_decref(o);
         return NULL;
@@ -1546,9 +1546,8 @@ static json_t *enc_strmatches(const struct dp_mesh_strmatch *v, size_t n)
     static const char *const names[] = {"exact", "prefix", "suffix", "presence"};
     json_t *a = json_array();
     for (size_t i = 0; a && i < n; i++) {
-        json_t *m = v[i].kind == DP_MESH_PRESENCE
-                            ? json_pack("{sb}", "presence", 1)
-                            : json_pack("{ss}", names[v[i].kind], v[i].value);
+        json_t *m = v[i].kind == DP_MESH_PRESENCE ? json_pack("{sb}", "presence", 1)
+                                                  : json_pack("{ss}", names[v[i].kind], v[i].value);
         if (json_array_append_new(a, m)) {
             json_decref(a);
             return NULL;
@@ -2072,9 +2071,8 @@ static int build_indexes(struct dp_mesh_snapshot *s)
 
 /* Build a snapshot that takes one new reference on every object in objs[kind][0..n). The
  * arrays are copied and sorted; duplicates must have been excluded by the caller. */
-static int snapshot_build(void *const *objs[DP_MESH_KIND_COUNT],
-                          const size_t n[DP_MESH_KIND_COUNT], uint64_t version,
-                          struct dp_mesh_snapshot **ret)
+static int snapshot_build(void *const *objs[DP_MESH_KIND_COUNT], const size_t n[DP_MESH_KIND_COUNT],
+                          uint64_t version, struct dp_mesh_snapshot **ret)
 {
     struct dp_mesh_snapshot *s = calloc(1, sizeof(*s));
     int r;
@@ -2212,8 +2210,8 @@ out:
 
 /* ------------------------------------------------------------------ config document */
 
-static const char *const file_members[DP_MESH_KIND_COUNT] = {"workloads", "services",
-                                                             "policies", "waypoints"};
+static const char *const file_members[DP_MESH_KIND_COUNT] = {"workloads", "services", "policies",
+                                                             "waypoints"};
 
 int dp_mesh_snapshot_from_json(const json_t *config, struct dp_mesh_snapshot **ret_snap,
                                char *errbuf, size_t errsz)
@@ -2234,15 +2232,13 @@ int dp_mesh_snapshot_from_json(const json_t *config, struct dp_mesh_snapshot **r
     for (unsigned k = 0; k < DP_MESH_KIND_COUNT; k++) {
         json_t *arr, *el;
         size_t i;
-        r = dp_json_get_arr(config, file_members[k], false, DP_MESH_MAX_OBJECTS, &arr, &c.p,
-                            &c.e);
+        r = dp_json_get_arr(config, file_members[k], false, DP_MESH_MAX_OBJECTS, &arr, &c.p, &c.e);
         if (r < 0)
             goto err_msg;
         if (r == 0)
             continue;
         PUSHK(&c, file_members[k]);
-        json_array_foreach(arr, i, el)
-        {
+        json_array_foreach(arr, i, el) {
             void *obj = NULL;
             PUSHI(&c, i);
             r = decode_any(&c, (enum dp_mesh_kind)k, el, NULL, &obj);
@@ -2274,8 +2270,8 @@ err_msg:
     return r;
 }
 
-int dp_mesh_snapshot_load_file(const char *path, struct dp_mesh_snapshot **ret_snap,
-                               char *errbuf, size_t errsz)
+int dp_mesh_snapshot_load_file(const char *path, struct dp_mesh_snapshot **ret_snap, char *errbuf,
+                               size_t errsz)
 {
     char err[512] = "";
     json_t *docs = NULL;
@@ -2308,8 +2304,8 @@ json_t *dp_mesh_snapshot_to_json(const struct dp_mesh_snapshot *s)
         if (!arr || json_object_set_new(doc, file_members[k], arr))
             goto err;
         for (size_t i = 0; i < s->n[k]; i++)
-            if (json_array_append_new(arr, dp_mesh_object_encode((enum dp_mesh_kind)k,
-                                                                 s->objs[k][i])))
+            if (json_array_append_new(arr,
+                                      dp_mesh_object_encode((enum dp_mesh_kind)k, s->objs[k][i])))
                 goto err;
     }
     return doc;
@@ -2412,8 +2408,7 @@ int dp_mesh_snapshot_apply(const struct dp_mesh_snapshot *base, const json_t *ev
     }
     if ((r = pending_init(&p, base)) < 0)
         return r;
-    json_array_foreach(events, i, ev)
-    {
+    json_array_foreach(events, i, ev) {
         enum ev_result res;
         char err[512];
         if ((r = apply_event(&p, ev, &res, err, sizeof(err))) < 0) {
@@ -2659,8 +2654,7 @@ static const struct dp_mesh_ip *wl_addr(const struct dp_mesh_workload *w,
     return w->n_addresses ? &w->addresses[0] : NULL;
 }
 
-static bool source_is_gateway(const struct dp_mesh_snapshot *s,
-                              const struct dp_mesh_workload *src,
+static bool source_is_gateway(const struct dp_mesh_snapshot *s, const struct dp_mesh_workload *src,
                               const struct dp_mesh_gateway *g)
 {
     const struct dp_mesh_ip *addrs = g->addresses;
@@ -2714,8 +2708,8 @@ static int resolve_waypoint(const struct dp_mesh_snapshot *s, const struct dp_me
         if (ws) {
             const struct dp_mesh_workload *const *eps;
             size_t ne = dp_mesh_service_endpoints(s, ws->key, &eps);
-            int idx = dp_mesh_pick_endpoint(eps, ne, ws->health_policy == DP_MESH_ALLOW_ALL,
-                                            rng, rng_arg);
+            int idx = dp_mesh_pick_endpoint(eps, ne, ws->health_policy == DP_MESH_ALLOW_ALL, rng,
+                                            rng_arg);
             if (idx < 0 || !wl_addr(eps[idx], &addrs[i]))
                 continue;
             d->workload = eps[idx];
@@ -2749,9 +2743,9 @@ static void dest_to_workload(const struct dp_mesh_workload *w, const struct dp_m
 }
 
 int dp_mesh_select_destination(const struct dp_mesh_snapshot *s,
-                               const struct dp_mesh_workload *source,
-                               const struct dp_mesh_ip *dst, uint16_t port, dp_mesh_rng_fn *rng,
-                               void *rng_arg, struct dp_mesh_dest *ret_dest)
+                               const struct dp_mesh_workload *source, const struct dp_mesh_ip *dst,
+                               uint16_t port, dp_mesh_rng_fn *rng, void *rng_arg,
+                               struct dp_mesh_dest *ret_dest)
 {
     struct dp_mesh_dest d;
     struct dp_mesh_ip ip = *dst;
@@ -2784,8 +2778,7 @@ int dp_mesh_select_destination(const struct dp_mesh_snapshot *s,
         if (!sp && svc->lb_mode != DP_MESH_LB_PASSTHROUGH)
             return -EHOSTUNREACH;
         ne = dp_mesh_service_endpoints(s, svc->key, &eps);
-        idx = dp_mesh_pick_endpoint(eps, ne, svc->health_policy == DP_MESH_ALLOW_ALL, rng,
-                                    rng_arg);
+        idx = dp_mesh_pick_endpoint(eps, ne, svc->health_policy == DP_MESH_ALLOW_ALL, rng, rng_arg);
         if (idx < 0 || !sp) {
             if (svc->lb_mode != DP_MESH_LB_PASSTHROUGH)
                 return -EHOSTUNREACH;

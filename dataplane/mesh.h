@@ -23,33 +23,32 @@
 #ifndef DP_MESH_H
 #define DP_MESH_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <jansson.h>
 
 struct sockaddr;
 
 /* ------------------------------------------------------------------ limits (hostile input) */
 
-#define DP_MESH_MAX_STR         1024    /* any string field, bytes */
-#define DP_MESH_MAX_ADDRESSES   16      /* addresses / vips per object */
-#define DP_MESH_MAX_PORTS       1024    /* ports of a service, port entries per service ref */
-#define DP_MESH_MAX_SVC_REFS    1024    /* services a workload belongs to */
-#define DP_MESH_MAX_LABELS      256     /* labels per workload */
-#define DP_MESH_MAX_POLICY_REFS 1024    /* authorizationPolicies per workload */
-#define DP_MESH_MAX_SANS        64      /* subjectAltNames per service */
-#define DP_MESH_MAX_NODES       4096    /* waypoint nodes */
-#define DP_MESH_MAX_GROUPS      1024    /* rules (groups) per policy */
-#define DP_MESH_MAX_CLAUSES     64      /* clauses per group */
-#define DP_MESH_MAX_MATCHES     256     /* matches per clause */
-#define DP_MESH_MAX_VALUES      1024    /* values per match field */
+#define DP_MESH_MAX_STR         1024       /* any string field, bytes */
+#define DP_MESH_MAX_ADDRESSES   16         /* addresses / vips per object */
+#define DP_MESH_MAX_PORTS       1024       /* ports of a service, port entries per service ref */
+#define DP_MESH_MAX_SVC_REFS    1024       /* services a workload belongs to */
+#define DP_MESH_MAX_LABELS      256        /* labels per workload */
+#define DP_MESH_MAX_POLICY_REFS 1024       /* authorizationPolicies per workload */
+#define DP_MESH_MAX_SANS        64         /* subjectAltNames per service */
+#define DP_MESH_MAX_NODES       4096       /* waypoint nodes */
+#define DP_MESH_MAX_GROUPS      1024       /* rules (groups) per policy */
+#define DP_MESH_MAX_CLAUSES     64         /* clauses per group */
+#define DP_MESH_MAX_MATCHES     256        /* matches per clause */
+#define DP_MESH_MAX_VALUES      1024       /* values per match field */
 #define DP_MESH_MAX_OBJECTS     (1u << 20) /* objects of one kind in a snapshot */
 
-#define DP_MESH_HBONE_PORT            15008
-#define DP_MESH_DEFAULT_TRUST_DOMAIN  "cluster.local"
-#define DP_MESH_DEFAULT_SA            "default"
+#define DP_MESH_HBONE_PORT           15008
+#define DP_MESH_DEFAULT_TRUST_DOMAIN "cluster.local"
+#define DP_MESH_DEFAULT_SA           "default"
 
 /* ------------------------------------------------------------------ addresses */
 
@@ -134,9 +133,9 @@ struct dp_mesh_workload {
     char *trust_domain;    /* default "cluster.local" */
     char *network;         /* may be NULL */
     char *canonical_name, *canonical_revision, *workload_name, *workload_type; /* may be NULL */
-    enum dp_mesh_protocol protocol; /* default TCP */
-    enum dp_mesh_health status;     /* default Healthy */
-    uint32_t capacity;              /* default 1; 0 = never picked by load balancing */
+    enum dp_mesh_protocol protocol;                                            /* default TCP */
+    enum dp_mesh_health status;                                                /* default Healthy */
+    uint32_t capacity; /* default 1; 0 = never picked by load balancing */
     size_t n_addresses;
     struct dp_mesh_ip *addresses;
     size_t n_labels;
@@ -300,8 +299,8 @@ int dp_mesh_snapshot_from_json(const json_t *config, struct dp_mesh_snapshot **r
  * dp_mesh_snapshot_from_json() of a file, JSON or YAML (exactly one document). Errors are
  * prefixed with the path: "agent.yaml: workloads[0].uid: missing".
  */
-int dp_mesh_snapshot_load_file(const char *path, struct dp_mesh_snapshot **ret_snap,
-                               char *errbuf, size_t errsz);
+int dp_mesh_snapshot_load_file(const char *path, struct dp_mesh_snapshot **ret_snap, char *errbuf,
+                               size_t errsz);
 
 /**
  * Apply a JSON array of stream events (PROTOCOLS §2: upsert / delete / reset / synced / ping)
@@ -381,8 +380,8 @@ int dp_mesh_stream_new(const struct dp_mesh_snapshot *base, struct dp_mesh_strea
 void dp_mesh_stream_free(struct dp_mesh_stream *st); /* accepts NULL */
 /**
  * @return DP_MESH_FEED_OK, DP_MESH_FEED_PUBLISHED (ret_snap = NEW reference), -EINVAL (event
- *         rejected, errbuf says why: "event[type=upsert kind=workload key=...]: object.addresses[0]: ..."),
- *         -ENOMEM.
+ *         rejected, errbuf says why: "event[type=upsert kind=workload key=...]:
+ * object.addresses[0]: ..."), -ENOMEM.
  */
 int dp_mesh_stream_feed(struct dp_mesh_stream *st, const json_t *event,
                         struct dp_mesh_snapshot **ret_snap, char *errbuf, size_t errsz);
@@ -439,9 +438,9 @@ struct dp_mesh_dest {
  * @return 0, -EHOSTUNREACH (service without usable endpoints or waypoint unresolvable).
  */
 int dp_mesh_select_destination(const struct dp_mesh_snapshot *s,
-                               const struct dp_mesh_workload *source,
-                               const struct dp_mesh_ip *dst, uint16_t port, dp_mesh_rng_fn *rng,
-                               void *rng_arg, struct dp_mesh_dest *ret_dest);
+                               const struct dp_mesh_workload *source, const struct dp_mesh_ip *dst,
+                               uint16_t port, dp_mesh_rng_fn *rng, void *rng_arg,
+                               struct dp_mesh_dest *ret_dest);
 
 /** Weighted-random pick among `n` workloads by capacity (unhealthy ones skipped unless
  *  allow_unhealthy). Returns the index or -EHOSTUNREACH when nothing is pickable. */

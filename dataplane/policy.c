@@ -9,6 +9,8 @@
  * that is what the operator streams; each result is round-tripped through the mesh decoder so
  * the operator can never publish something the node agent would reject.
  */
+#include "policy.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,7 +19,6 @@
 
 #include "common.h"
 #include "json.h"
-#include "policy.h"
 
 /* ================================================================== evaluator */
 
@@ -406,8 +407,7 @@ static json_t *convert_values(struct cctx *c, const json_t *arr, const char *key
         goto err;
     }
     dp_jpath_push_key(&c->p, key);
-    json_array_foreach(arr, i, el)
-    {
+    json_array_foreach(arr, i, el) {
         const char *s = json_string_value(el);
         json_t *v = NULL;
         char buf[32];
@@ -507,8 +507,8 @@ static const struct fmap op_fields[] = {
         {"notPorts", "notDestinationPorts", V_PORT},
         {NULL, NULL, V_STR},
 };
-static const char *const op_l7[] = {"hosts", "notHosts", "methods", "notMethods", "paths",
-                                    "notPaths", NULL};
+static const char *const op_l7[] = {"hosts", "notHosts", "methods", "notMethods",
+                                    "paths", "notPaths", NULL};
 /* L4 `when` keys: positive field, negative field, kind */
 static const struct {
     const char *key, *pos, *neg;
@@ -553,8 +553,7 @@ static int convert_side(struct cctx *c, const json_t *obj, const struct fmap *fi
 
     if (!m)
         return -ENOMEM;
-    json_object_foreach((json_t *)obj, k, v)
-    {
+    json_object_foreach((json_t *)obj, k, v) {
         const struct fmap *f = NULL;
         for (size_t i = 0; fields[i].istio; i++)
             if (strcmp(fields[i].istio, k) == 0)
@@ -623,8 +622,7 @@ static int convert_clause(struct cctx *c, const json_t *rule, const char *list_k
     if (!clause)
         return -ENOMEM;
     dp_jpath_push_key(&c->p, list_key);
-    json_array_foreach(arr, i, el)
-    {
+    json_array_foreach(arr, i, el) {
         json_t *side, *m = NULL;
         dp_jpath_push_index(&c->p, i);
         side = json_is_object(el) ? json_object_get(el, item_key) : NULL;
@@ -677,8 +675,7 @@ static int convert_when(struct cctx *c, const json_t *rule, json_t *group)
         return -EINVAL;
     }
     dp_jpath_push_key(&c->p, "when");
-    json_array_foreach(arr, i, el)
-    {
+    json_array_foreach(arr, i, el) {
         const char *key = json_string_value(json_object_get(el, "key"));
         json_t *vals = json_object_get(el, "values"), *nvals = json_object_get(el, "notValues");
         json_t *m, *pv = NULL, *nv = NULL;
@@ -715,8 +712,8 @@ static int convert_when(struct cctx *c, const json_t *rule, json_t *group)
             err = -EINVAL;
             goto out_pop;
         }
-        if (nonempty_value(vals) && !(pv = convert_values(c, vals, "values", when_keys[w].kind,
-                                                          &err)))
+        if (nonempty_value(vals) &&
+            !(pv = convert_values(c, vals, "values", when_keys[w].kind, &err)))
             goto out_pop;
         if (nonempty_value(nvals) &&
             !(nv = convert_values(c, nvals, "notValues", when_keys[w].kind, &err))) {
@@ -853,16 +850,15 @@ int dp_policy_compile_authz(const json_t *cr, const char *root_ns, json_t **ret_
         scope = DP_MESH_SCOPE_GLOBAL;
     else
         scope = DP_MESH_SCOPE_NAMESPACE;
-    if (spec && (r = dp_json_get_arr(spec, "rules", false, DP_MESH_MAX_GROUPS, &rules, &c.p,
-                                     &je)) < 0)
+    if (spec &&
+        (r = dp_json_get_arr(spec, "rules", false, DP_MESH_MAX_GROUPS, &rules, &c.p, &je)) < 0)
         goto jerr;
     groups = json_array();
     if (!groups)
         goto enomem;
     if (rules) {
         dp_jpath_push_key(&c.p, "rules");
-        json_array_foreach(rules, i, rule)
-        {
+        json_array_foreach(rules, i, rule) {
             json_t *g = NULL;
             dp_jpath_push_index(&c.p, i);
             r = convert_rule(&c, rule, &g);
@@ -924,8 +920,7 @@ static bool labels_match(const json_t *match_labels, const json_t *labels)
     json_t *v;
     if (!json_is_object(match_labels) || json_object_size(match_labels) == 0)
         return false;
-    json_object_foreach((json_t *)match_labels, k, v)
-    {
+    json_object_foreach((json_t *)match_labels, k, v) {
         json_t *have = json_is_object(labels) ? json_object_get(labels, k) : NULL;
         if (!json_is_string(v) || !json_is_string(have) ||
             strcmp(json_string_value(v), json_string_value(have)) != 0)
@@ -944,8 +939,8 @@ static const json_t *cr_match_labels(const json_t *cr)
 bool dp_policy_cr_selects(const json_t *cr, const char *root_ns, const char *ns,
                           const json_t *labels)
 {
-    const char *cr_ns = json_string_value(json_object_get(json_object_get(cr, "metadata"),
-                                                          "namespace"));
+    const char *cr_ns =
+            json_string_value(json_object_get(json_object_get(cr, "metadata"), "namespace"));
     const char *kind = json_string_value(json_object_get(cr, "kind"));
     const json_t *ml = cr_match_labels(cr);
     bool pa = kind && strcmp(kind, "PeerAuthentication") == 0;
@@ -1056,15 +1051,15 @@ static int parse_pa(const json_t *cr, size_t idx, struct pa *pa, struct dp_polic
         return 0;
     }
     dp_jpath_push_key(&p, "portLevelMtls");
-    json_object_foreach(plm, k, v)
-    {
+    json_object_foreach(plm, k, v) {
         char *end;
         long port = strtol(k, &end, 10);
         if (*end || k[0] < '0' || k[0] > '9' || port < 1 || port > 65535) {
             diag(d, true, &p, k, "not a port number 1..65535");
             return -EINVAL;
         }
-        if (!json_is_object(v) || parse_mode(json_object_get(v, "mode"), &pa->ports[pa->n_ports].mode) < 0) {
+        if (!json_is_object(v) ||
+            parse_mode(json_object_get(v, "mode"), &pa->ports[pa->n_ports].mode) < 0) {
             diag(d, true, &p, k, "expected {\"mode\": UNSET|DISABLE|PERMISSIVE|STRICT}");
             return -EINVAL;
         }
@@ -1108,8 +1103,7 @@ static int pa_set_load(const json_t *pas, struct pa_set *set, struct dp_policy_d
     set->v = calloc(json_array_size(pas), sizeof(*set->v));
     if (!set->v)
         return -ENOMEM;
-    json_array_foreach((json_t *)pas, i, el)
-    {
+    json_array_foreach((json_t *)pas, i, el) {
         /* A malformed PA is skipped (error diag), as istiod ignores invalid config: failing
          * the whole set would drop the static strict policy for every workload. */
         if (parse_pa(el, i, &set->v[set->n], d) < 0)
@@ -1240,9 +1234,9 @@ int dp_policy_compile_peerauthn(const json_t *pas, const char *root_ns, json_t *
         if (!sp)
             goto enomem;
         match = json_pack("{s[{sb}]}", "notPrincipals", "presence", 1);
-        if (!match || (json_array_size(sp) &&
-                       json_object_set(match, strict ? "notDestinationPorts" : "destinationPorts",
-                                       sp))) {
+        if (!match ||
+            (json_array_size(sp) &&
+             json_object_set(match, strict ? "notDestinationPorts" : "destinationPorts", sp))) {
             json_decref(sp);
             json_decref(match);
             goto enomem;
@@ -1269,8 +1263,7 @@ fail:
 }
 
 int dp_policy_peerauthn_keys(const json_t *pas, const char *root_ns, const char *ns,
-                             const json_t *labels, json_t **ret_keys,
-                             struct dp_policy_diags *diags)
+                             const json_t *labels, json_t **ret_keys, struct dp_policy_diags *diags)
 {
     struct pa_set set;
     const struct pa *own = NULL;

@@ -28,11 +28,10 @@
 #ifndef DP_POLICY_H
 #define DP_POLICY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <jansson.h>
 
 #include "mesh.h"
 

@@ -117,8 +117,7 @@ static void mode_authz(const json_t *cr)
     memset(&d, 0, sizeof(d));
     if (dp_policy_compile_authz(cr, "istio-system", &out, &d) < 0)
         return;
-    json_array_foreach(out, i, el)
-    {
+    json_array_foreach(out, i, el) {
         char err[512];
         void *obj = NULL;
         if (dp_mesh_object_decode(DP_MESH_POLICY, el, NULL, NULL, &obj, err, sizeof(err)) < 0)

@@ -1,6 +1,9 @@
 /* Unit tests for dataplane/mesh: object decoding (good and hostile input), snapshots, the event
  * stream (upsert/delete/reset/synced, copy-on-write) and outbound destination selection. */
+/* cmocka.h needs the system headers above it */
+/* clang-format off */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,10 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "mesh.h"
 
@@ -57,7 +60,8 @@ static const char *CONFIG =
         "  \"ports\": {\"80\": 8080}}"
         "],"
         "\"policies\": ["
-        " {\"name\": \"reviews-allow\", \"namespace\": \"bookinfo\", \"scope\": \"WorkloadSelector\","
+        " {\"name\": \"reviews-allow\", \"namespace\": \"bookinfo\", \"scope\": "
+        "\"WorkloadSelector\","
         "  \"action\": \"Allow\", \"rules\": [[[{\"principals\": [{\"exact\": "
         "\"cluster.local/ns/istio-ingress/sa/gw\"}]}]]]},"
         " {\"name\": \"ns-deny\", \"namespace\": \"bookinfo\", \"scope\": \"Namespace\","
@@ -65,7 +69,8 @@ static const char *CONFIG =
         " {\"name\": \"mesh\", \"namespace\": \"istio-system\", \"scope\": \"Global\","
         "  \"action\": \"Deny\"}"
         "],"
-        "\"waypoints\": [{\"name\": \"waypoint\", \"namespace\": \"bookinfo\", \"nodes\": [\"node-1\"],"
+        "\"waypoints\": [{\"name\": \"waypoint\", \"namespace\": \"bookinfo\", \"nodes\": "
+        "[\"node-1\"],"
         "  \"addresses\": [\"10.96.0.50\"]}]}";
 
 static struct dp_mesh_snapshot *snap_from(const char *json)
@@ -250,7 +255,8 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
         {DP_MESH_WORKLOAD, "[]", "w: expected object, got array"},
-        {DP_MESH_WORKLOAD, "{\"name\": \"a\", \"namespace\": \"b\"}", "w.uid: required field is missing"},
+        {DP_MESH_WORKLOAD, "{\"name\": \"a\", \"namespace\": \"b\"}",
+         "w.uid: required field is missing"},
         {DP_MESH_WORKLOAD, "{\"uid\": \"u\", \"name\": 1, \"namespace\": \"b\"}",
          "w.name: expected string, got integer"},
         {DP_MESH_WORKLOAD, "{\"uid\": \"u\", \"name\": \"\", \"namespace\": \"b\"}",
@@ -265,7 +271,8 @@ static const struct bad_case bad_cases[] = {
         {DP_MESH_WORKLOAD,
          "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"protocol\": \"UDP\"}",
          "w.protocol: unknown value (expected one of TCP, HBONE, NONE)"},
-        {DP_MESH_WORKLOAD, "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"capacity\": -1}",
+        {DP_MESH_WORKLOAD,
+         "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"capacity\": -1}",
          "w.capacity: -1 out of range [0, 4294967295]"},
         {DP_MESH_WORKLOAD,
          "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"services\": {\"x/y\": "
@@ -277,9 +284,11 @@ static const struct bad_case bad_cases[] = {
         {DP_MESH_WORKLOAD,
          "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"labels\": {\"a\": 1}}",
          "w.labels.a: expected string"},
-        {DP_MESH_WORKLOAD, "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"waypoint\": {}}",
+        {DP_MESH_WORKLOAD,
+         "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"waypoint\": {}}",
          "w.waypoint: needs a key or addresses"},
-        {DP_MESH_WORKLOAD, "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"serviceaccount\": \"x\"}",
+        {DP_MESH_WORKLOAD,
+         "{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\", \"serviceaccount\": \"x\"}",
          "w.serviceaccount: unknown field"},
         {DP_MESH_SERVICE, "{\"name\": \"a\", \"namespace\": \"b\"}",
          "w.hostname: required field is missing"},
@@ -354,8 +363,7 @@ static void test_decode_bounds(void **state)
     for (int i = 0; i < DP_MESH_MAX_ADDRESSES + 1; i++)
         json_array_append_new(arr, json_string("10.0.0.1"));
     json_object_set_new(w, "addresses", arr);
-    assert_int_equal(dp_mesh_object_decode(DP_MESH_WORKLOAD, w, NULL, NULL, &obj, err,
-                                           sizeof(err)),
+    assert_int_equal(dp_mesh_object_decode(DP_MESH_WORKLOAD, w, NULL, NULL, &obj, err, sizeof(err)),
                      -EINVAL);
     assert_string_equal(err, "addresses: too many items (17, at most 16)");
     json_object_del(w, "addresses");
@@ -365,8 +373,7 @@ static void test_decode_bounds(void **state)
     big[DP_MESH_MAX_STR + 1] = '\0';
     json_object_set_new(w, "name", json_string(big));
     free(big);
-    assert_int_equal(dp_mesh_object_decode(DP_MESH_WORKLOAD, w, NULL, NULL, &obj, err,
-                                           sizeof(err)),
+    assert_int_equal(dp_mesh_object_decode(DP_MESH_WORKLOAD, w, NULL, NULL, &obj, err, sizeof(err)),
                      -EINVAL);
     assert_string_equal(err, "name: string too long (1025 bytes, at most 1024)");
     json_decref(w);
@@ -392,9 +399,9 @@ static void test_decode_key(void **state)
     json_t *p = load("{\"name\": \"a\", \"namespace\": \"b\"}");
     (void)state;
     /* a workload without uid takes the event key */
-    assert_int_equal(dp_mesh_object_decode(DP_MESH_WORKLOAD, w, "c//Pod/b/a", NULL, &obj, err,
-                                           sizeof(err)),
-                     0);
+    assert_int_equal(
+            dp_mesh_object_decode(DP_MESH_WORKLOAD, w, "c//Pod/b/a", NULL, &obj, err, sizeof(err)),
+            0);
     assert_string_equal(((struct dp_mesh_workload *)obj)->uid, "c//Pod/b/a");
     dp_mesh_object_unref(DP_MESH_WORKLOAD, obj);
     assert_int_equal(dp_mesh_object_decode(DP_MESH_POLICY, p, "b/a", NULL, &obj, err, sizeof(err)),
@@ -419,7 +426,8 @@ static void test_config_errors(void **state)
             {"{\"workloads\": [{\"uid\": \"u\", \"name\": \"a\", \"namespace\": \"b\"}, {\"uid\": "
              "\"u\", \"name\": \"a\", \"namespace\": \"c\"}]}",
              "workloads[1]: duplicate workload key \"u\""},
-            {"{\"policies\": [{\"name\": \"p\", \"namespace\": \"n\", \"rules\": [[[{\"sourceIps\": "
+            {"{\"policies\": [{\"name\": \"p\", \"namespace\": \"n\", \"rules\": "
+             "[[[{\"sourceIps\": "
              "[\"1.2.3.4/40\"]}]]]}]}",
              "policies[0].rules[0][0][0].sourceIps[0]: not a CIDR"},
             {"[]", "<root>: expected object, got array"},
@@ -510,17 +518,17 @@ static void test_apply_delta(void **state)
     assert_int_equal(dp_mesh_snapshot_version(base), 0);
     assert_null(dp_mesh_workload_by_ip(base, &nw));
     assert_non_null(dp_mesh_workload_by_key(base, "Kubernetes//Pod/bookinfo/reviews-v2"));
-    assert_int_equal(dp_mesh_service_endpoints(base, "bookinfo/reviews.bookinfo.svc.cluster.local",
-                                               &eps),
-                     3);
+    assert_int_equal(
+            dp_mesh_service_endpoints(base, "bookinfo/reviews.bookinfo.svc.cluster.local", &eps),
+            3);
     /* new snapshot has the change, and shares unchanged objects */
     assert_non_null(dp_mesh_workload_by_ip(next, &nw));
     assert_null(dp_mesh_workload_by_key(next, "Kubernetes//Pod/bookinfo/reviews-v2"));
     w1b = dp_mesh_workload_by_ip(next, &a);
     assert_ptr_equal(w1, w1b);
-    assert_int_equal(dp_mesh_service_endpoints(next, "bookinfo/reviews.bookinfo.svc.cluster.local",
-                                               &eps),
-                     3);
+    assert_int_equal(
+            dp_mesh_service_endpoints(next, "bookinfo/reviews.bookinfo.svc.cluster.local", &eps),
+            3);
     assert_string_equal(eps[0]->name, "new");
     /* the old snapshot outlives nothing: drop base first, next still valid */
     dp_mesh_snapshot_unref(base);
@@ -576,24 +584,26 @@ static void test_stream(void **state)
     (void)state;
 
     assert_int_equal(dp_mesh_stream_new(NULL, &st), 0);
-    assert_int_equal(feed(st,
-                          "{\"type\":\"upsert\",\"version\":1,\"kind\":\"workload\",\"key\":\"w/a\","
-                          "\"object\":{\"name\":\"a\",\"namespace\":\"ns\",\"addresses\":[\"10.0.0."
-                          "1\"]}}",
-                          &s1),
-                     DP_MESH_FEED_OK);
+    assert_int_equal(
+            feed(st,
+                 "{\"type\":\"upsert\",\"version\":1,\"kind\":\"workload\",\"key\":\"w/a\","
+                 "\"object\":{\"name\":\"a\",\"namespace\":\"ns\",\"addresses\":[\"10.0.0."
+                 "1\"]}}",
+                 &s1),
+            DP_MESH_FEED_OK);
     assert_null(s1);
     assert_int_equal(feed(st, "{\"type\":\"synced\",\"version\":1}", &s1), DP_MESH_FEED_PUBLISHED);
     assert_non_null(dp_mesh_workload_by_ip(s1, &a));
     assert_int_equal(dp_mesh_stream_version(st), 1);
 
     /* a bad event is rejected and leaves the pending state as it was */
-    assert_int_equal(feed(st,
-                          "{\"type\":\"upsert\",\"version\":2,\"kind\":\"workload\",\"key\":\"w/a\","
-                          "\"object\":{\"name\":\"a\",\"namespace\":\"ns\",\"addresses\":[\"bad\"]}"
-                          "}",
-                          &s2),
-                     -EINVAL);
+    assert_int_equal(
+            feed(st,
+                 "{\"type\":\"upsert\",\"version\":2,\"kind\":\"workload\",\"key\":\"w/a\","
+                 "\"object\":{\"name\":\"a\",\"namespace\":\"ns\",\"addresses\":[\"bad\"]}"
+                 "}",
+                 &s2),
+            -EINVAL);
     assert_int_equal(feed(st, "not json", &s2), -EINVAL);
     assert_int_equal(feed(st, "{\"type\":\"synced\",\"version\":2}", &s2), DP_MESH_FEED_PUBLISHED);
     assert_non_null(dp_mesh_workload_by_ip(s2, &a));
@@ -607,8 +617,7 @@ static void test_stream(void **state)
                           &s3),
                      DP_MESH_FEED_OK);
     assert_null(s3);
-    assert_int_equal(feed(st, "{\"type\":\"synced\",\"version\":11}", &s3),
-                     DP_MESH_FEED_PUBLISHED);
+    assert_int_equal(feed(st, "{\"type\":\"synced\",\"version\":11}", &s3), DP_MESH_FEED_PUBLISHED);
     assert_null(dp_mesh_workload_by_ip(s3, &a));
     assert_non_null(dp_mesh_workload_by_ip(s3, &b));
     assert_int_equal(dp_mesh_snapshot_version(s3), 11);
@@ -651,9 +660,9 @@ static void test_stream_scale(void **state)
     }
     assert_int_equal(feed(st, "{\"type\":\"synced\"}", &s), DP_MESH_FEED_PUBLISHED);
     assert_int_equal(dp_mesh_service_endpoints(s, "ns/s7.ns.svc.cluster.local", &eps), 100);
-    assert_int_equal(feed(st, "{\"type\":\"delete\",\"kind\":\"workload\",\"key\":\"c//Pod/ns/p7\"}",
-                          &s2),
-                     DP_MESH_FEED_OK);
+    assert_int_equal(
+            feed(st, "{\"type\":\"delete\",\"kind\":\"workload\",\"key\":\"c//Pod/ns/p7\"}", &s2),
+            DP_MESH_FEED_OK);
     assert_int_equal(feed(st, "{\"type\":\"synced\"}", &s2), DP_MESH_FEED_PUBLISHED);
     assert_int_equal(dp_mesh_service_endpoints(s2, "ns/s7.ns.svc.cluster.local", &eps), 99);
     assert_int_equal(dp_mesh_service_endpoints(s, "ns/s7.ns.svc.cluster.local", &eps), 100);
@@ -687,7 +696,8 @@ static void test_stream_random_model(void **state)
         } else {
             snprintf(line, sizeof(line),
                      "{\"type\":\"upsert\",\"kind\":\"workload\",\"key\":\"c//Pod/ns/w%u\","
-                     "\"object\":{\"name\":\"w%u\",\"namespace\":\"ns\",\"addresses\":[\"10.0.%u.%u\"]}}",
+                     "\"object\":{\"name\":\"w%u\",\"namespace\":\"ns\",\"addresses\":[\"10.0.%u.%"
+                     "u\"]}}",
                      k, k, k / 256, k % 256);
             model[k] = true;
         }
@@ -743,16 +753,14 @@ static void test_select_service(void **state)
             /* HBONE: pod IP:15008, authority pod IP: service targetPort (own mapping 9080) */
             assert_true(d.hbone);
             assert_int_equal(d.connect_port, 15008);
-            assert_string_equal(dp_mesh_ip_format(&d.connect_ip, buf, sizeof(buf)),
-                                "10.244.1.5");
+            assert_string_equal(dp_mesh_ip_format(&d.connect_ip, buf, sizeof(buf)), "10.244.1.5");
             assert_int_equal(d.authority_port, 9080);
         } else if (strcmp(d.workload->name, "reviews-v2") == 0) {
             counts[1]++;
             /* TCP workload: plain connect to its own target port mapping (9090), v4 address */
             assert_false(d.hbone);
             assert_int_equal(d.connect_port, 9090);
-            assert_string_equal(dp_mesh_ip_format(&d.connect_ip, buf, sizeof(buf)),
-                                "10.244.2.6");
+            assert_string_equal(dp_mesh_ip_format(&d.connect_ip, buf, sizeof(buf)), "10.244.2.6");
         } else {
             counts[2]++;
         }
@@ -811,13 +819,16 @@ static void test_select_waypoint(void **state)
             "  \"waypoint\": {\"key\": \"ns/wp\"}}"
             "],"
             "\"services\": ["
-            " {\"name\": \"app\", \"namespace\": \"ns\", \"hostname\": \"app.ns.svc.cluster.local\","
+            " {\"name\": \"app\", \"namespace\": \"ns\", \"hostname\": "
+            "\"app.ns.svc.cluster.local\","
             "  \"vips\": [\"10.96.0.10\"], \"ports\": [{\"port\": 80, \"targetPort\": 8080}],"
-            "  \"waypoint\": {\"key\": \"ns/wp\", \"addresses\": [\"10.96.0.50\"], \"port\": 15008}},"
+            "  \"waypoint\": {\"key\": \"ns/wp\", \"addresses\": [\"10.96.0.50\"], \"port\": "
+            "15008}},"
             " {\"name\": \"wp\", \"namespace\": \"ns\", \"hostname\": \"wp.ns.svc.cluster.local\","
             "  \"vips\": [\"10.96.0.50\"], \"ports\": [{\"port\": 15008}]}"
             "],"
-            "\"waypoints\": [{\"name\": \"wp\", \"namespace\": \"ns\", \"addresses\": [\"10.96.0.50\"]}]}";
+            "\"waypoints\": [{\"name\": \"wp\", \"namespace\": \"ns\", \"addresses\": "
+            "[\"10.96.0.50\"]}]}";
     struct dp_mesh_snapshot *s = snap_from(cfg);
     struct dp_mesh_ip vip = ip("10.96.0.10"), pinned = ip("10.1.0.9"), wpip = ip("10.1.0.50");
     const struct dp_mesh_workload *wp = dp_mesh_workload_by_ip(s, &wpip);
@@ -872,24 +883,15 @@ static void test_pick_endpoint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_ip_parse),
-            cmocka_unit_test(test_ip_sockaddr),
-            cmocka_unit_test(test_decode_config),
-            cmocka_unit_test(test_encode_roundtrip),
-            cmocka_unit_test(test_decode_bad),
-            cmocka_unit_test(test_decode_bounds),
-            cmocka_unit_test(test_decode_key),
-            cmocka_unit_test(test_config_errors),
-            cmocka_unit_test(test_load_file_yaml),
-            cmocka_unit_test(test_apply_delta),
-            cmocka_unit_test(test_apply_bad_event),
-            cmocka_unit_test(test_stream),
-            cmocka_unit_test(test_stream_scale),
-            cmocka_unit_test(test_stream_random_model),
-            cmocka_unit_test(test_select_service),
-            cmocka_unit_test(test_select_pod_and_unknown),
-            cmocka_unit_test(test_select_waypoint),
-            cmocka_unit_test(test_pick_endpoint),
+            cmocka_unit_test(test_ip_parse),        cmocka_unit_test(test_ip_sockaddr),
+            cmocka_unit_test(test_decode_config),   cmocka_unit_test(test_encode_roundtrip),
+            cmocka_unit_test(test_decode_bad),      cmocka_unit_test(test_decode_bounds),
+            cmocka_unit_test(test_decode_key),      cmocka_unit_test(test_config_errors),
+            cmocka_unit_test(test_load_file_yaml),  cmocka_unit_test(test_apply_delta),
+            cmocka_unit_test(test_apply_bad_event), cmocka_unit_test(test_stream),
+            cmocka_unit_test(test_stream_scale),    cmocka_unit_test(test_stream_random_model),
+            cmocka_unit_test(test_select_service),  cmocka_unit_test(test_select_pod_and_unknown),
+            cmocka_unit_test(test_select_waypoint), cmocka_unit_test(test_pick_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* Unit tests for dataplane/policy: the L4 evaluator (one table row per rule of the reference
  * §2.6), policy selection for a workload, and the AuthorizationPolicy / PeerAuthentication
  * compilers (§2.6, §2.7). */
+/* cmocka.h needs the system headers above it */
+/* clang-format off */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+/* clang-format on */
 
 #include "policy.h"
 
@@ -35,8 +38,7 @@ static size_t policies(const char *json, struct dp_mesh_policy **out, size_t max
 {
     json_t *arr = load(json), *el;
     size_t i;
-    json_array_foreach(arr, i, el)
-    {
+    json_array_foreach(arr, i, el) {
         char err[512];
         void *obj = NULL;
         assert_true(i < max);
@@ -51,12 +53,12 @@ static size_t policies(const char *json, struct dp_mesh_policy **out, size_t max
 
 /* ------------------------------------------------------------------ evaluator table */
 
-#define ID_SLEEP   "spiffe://cluster.local/ns/foo/sa/sleep"
-#define ID_OTHER   "cluster.local/ns/bar/sa/web"
+#define ID_SLEEP "spiffe://cluster.local/ns/foo/sa/sleep"
+#define ID_OTHER "cluster.local/ns/bar/sa/web"
 #define P(action, rules)                                                                           \
     "{\"name\": \"p\", \"namespace\": \"ns\", \"action\": \"" action "\", \"rules\": " rules "}"
 #define P2(name, action, extra, rules)                                                             \
-    "{\"name\": \"" name "\", \"namespace\": \"ns\", \"action\": \"" action "\"" extra           \
+    "{\"name\": \"" name "\", \"namespace\": \"ns\", \"action\": \"" action "\"" extra             \
     ", \"rules\": " rules "}"
 
 struct eval_case {
@@ -83,24 +85,28 @@ static const struct eval_case eval_cases[] = {
          "10.0.1.1", 80, true, "no allow policies"},
         {"DENY wins over a matching ALLOW",
          "[" P2("allow", "Allow", "", "[[]]") "," P2("deny", "Deny", "",
-                                                      "[[[{\"destinationPorts\": [80]}]]]") "]",
+                                                     "[[[{\"destinationPorts\": [80]}]]]") "]",
          ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, false, "explicitly denied by: ns/deny"},
         {"non-matching DENY, no ALLOW => allow",
-         "[" P("Deny", "[[[{\"destinationPorts\": [81]}]]]") "]", ID_SLEEP, "10.0.0.1",
-         "10.0.1.1", 80, true, "no allow policies"},
+         "[" P("Deny", "[[[{\"destinationPorts\": [81]}]]]") "]", ID_SLEEP, "10.0.0.1", "10.0.1.1",
+         80, true, "no allow policies"},
         {"principal exact, peer identity with spiffe:// prefix",
-         "[" P("Allow", "[[[{\"principals\": [{\"exact\": \"cluster.local/ns/foo/sa/sleep\"}]}]]]") "]",
+         "[" P("Allow",
+               "[[[{\"principals\": [{\"exact\": \"cluster.local/ns/foo/sa/sleep\"}]}]]]") "]",
          ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
         {"principal exact, other identity",
-         "[" P("Allow", "[[[{\"principals\": [{\"exact\": \"cluster.local/ns/foo/sa/sleep\"}]}]]]") "]",
+         "[" P("Allow",
+               "[[[{\"principals\": [{\"exact\": \"cluster.local/ns/foo/sa/sleep\"}]}]]]") "]",
          ID_OTHER, "10.0.0.1", "10.0.1.1", 80, false, "allow policies exist, but none allowed"},
         {"principal in Istio string form with spiffe:// in the policy",
          "[" P("Allow", "[[[{\"principals\": [\"spiffe://cluster.local/ns/foo/sa/sleep\"]}]]]") "]",
          ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
-        {"principal prefix", "[" P("Allow", "[[[{\"principals\": [\"cluster.local/ns/foo/*\"]}]]]") "]",
-         ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
-        {"principal suffix", "[" P("Allow", "[[[{\"principals\": [{\"suffix\": \"/sa/web\"}]}]]]") "]",
-         ID_OTHER, "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
+        {"principal prefix",
+         "[" P("Allow", "[[[{\"principals\": [\"cluster.local/ns/foo/*\"]}]]]") "]", ID_SLEEP,
+         "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
+        {"principal suffix",
+         "[" P("Allow", "[[[{\"principals\": [{\"suffix\": \"/sa/web\"}]}]]]") "]", ID_OTHER,
+         "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
         {"principal suffix mismatch", "[" P("Allow", "[[[{\"principals\": [\"*/sa/web\"]}]]]") "]",
          ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, false, "allow policies exist, but none allowed"},
         {"principal presence with identity", "[" P("Allow", "[[[{\"principals\": [\"*\"]}]]]") "]",
@@ -109,18 +115,20 @@ static const struct eval_case eval_cases[] = {
          "[" P("Allow", "[[[{\"principals\": [{\"presence\": true}]}]]]") "]", NULL, "10.0.0.1",
          "10.0.1.1", 80, false, "allow policies exist, but none allowed"},
         {"static strict: DENY notPrincipals presence, no identity => deny",
-         "[" P("Deny", "[[[{\"notPrincipals\": [{\"presence\": true}]}]]]") "]", NULL,
-         "10.0.0.1", "10.0.1.1", 80, false, "explicitly denied by: ns/p"},
+         "[" P("Deny", "[[[{\"notPrincipals\": [{\"presence\": true}]}]]]") "]", NULL, "10.0.0.1",
+         "10.0.1.1", 80, false, "explicitly denied by: ns/p"},
         {"static strict: DENY notPrincipals presence, with identity => allow",
          "[" P("Deny", "[[[{\"notPrincipals\": [{\"presence\": true}]}]]]") "]", ID_SLEEP,
          "10.0.0.1", "10.0.1.1", 80, true, "no allow policies"},
-        {"notPrincipals excludes", "[" P("Allow", "[[[{\"notPrincipals\": [\"*/sa/sleep\"]}]]]") "]",
-         ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, false, "allow policies exist, but none allowed"},
+        {"notPrincipals excludes",
+         "[" P("Allow", "[[[{\"notPrincipals\": [\"*/sa/sleep\"]}]]]") "]", ID_SLEEP, "10.0.0.1",
+         "10.0.1.1", 80, false, "allow policies exist, but none allowed"},
         {"notPrincipals lets others through",
          "[" P("Allow", "[[[{\"notPrincipals\": [\"*/sa/sleep\"]}]]]") "]", ID_OTHER, "10.0.0.1",
          "10.0.1.1", 80, true, "allowed by: ns/p"},
-        {"namespaces from the peer identity", "[" P("Allow", "[[[{\"namespaces\": [\"foo\"]}]]]") "]",
-         ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
+        {"namespaces from the peer identity",
+         "[" P("Allow", "[[[{\"namespaces\": [\"foo\"]}]]]") "]", ID_SLEEP, "10.0.0.1", "10.0.1.1",
+         80, true, "allowed by: ns/p"},
         {"namespaces prefix form", "[" P("Allow", "[[[{\"namespaces\": [\"ba*\"]}]]]") "]",
          ID_OTHER, "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
         {"namespaces without identity never match",
@@ -132,8 +140,8 @@ static const struct eval_case eval_cases[] = {
          "[" P("Allow", "[[[{\"notNamespaces\": [\"foo\"]}]]]") "]", NULL, "10.0.0.1", "10.0.1.1",
          80, true, "allowed by: ns/p"},
         {"serviceAccounts (namespace/name)",
-         "[" P("Allow", "[[[{\"serviceAccounts\": [\"foo/sleep\"]}]]]") "]", ID_SLEEP,
-         "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
+         "[" P("Allow", "[[[{\"serviceAccounts\": [\"foo/sleep\"]}]]]") "]", ID_SLEEP, "10.0.0.1",
+         "10.0.1.1", 80, true, "allowed by: ns/p"},
         {"serviceAccounts object form, wrong namespace",
          "[" P("Allow", "[[[{\"serviceAccounts\": [{\"namespace\": \"bar\", \"serviceAccount\": "
                         "\"sleep\"}]}]]]") "]",
@@ -156,8 +164,9 @@ static const struct eval_case eval_cases[] = {
          "10.0.1.1", 80, true, "no allow policies"},
         {"destinationIps", "[" P("Allow", "[[[{\"destinationIps\": [\"10.0.1.1\"]}]]]") "]", NULL,
          "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
-        {"notDestinationIps", "[" P("Allow", "[[[{\"notDestinationIps\": [\"10.0.1.0/24\"]}]]]") "]",
-         NULL, "10.0.0.1", "10.0.1.1", 80, false, "allow policies exist, but none allowed"},
+        {"notDestinationIps",
+         "[" P("Allow", "[[[{\"notDestinationIps\": [\"10.0.1.0/24\"]}]]]") "]", NULL, "10.0.0.1",
+         "10.0.1.1", 80, false, "allow policies exist, but none allowed"},
         {"destinationPorts", "[" P("Allow", "[[[{\"destinationPorts\": [8080, 80]}]]]") "]", NULL,
          "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
         {"notDestinationPorts", "[" P("Allow", "[[[{\"notDestinationPorts\": [80]}]]]") "]", NULL,
@@ -177,9 +186,8 @@ static const struct eval_case eval_cases[] = {
         {"groups of a policy OR",
          "[" P("Allow", "[[[{\"destinationPorts\": [81]}]], [[{\"namespaces\": [\"bar\"]}]]]") "]",
          ID_OTHER, "10.0.0.1", "10.0.1.1", 80, true, "allowed by: ns/p"},
-        {"dry-run DENY does not deny",
-         "[" P2("dry", "Deny", ", \"dryRun\": true", "[[]]") "]", ID_SLEEP, "10.0.0.1",
-         "10.0.1.1", 80, true, "no allow policies"},
+        {"dry-run DENY does not deny", "[" P2("dry", "Deny", ", \"dryRun\": true", "[[]]") "]",
+         ID_SLEEP, "10.0.0.1", "10.0.1.1", 80, true, "no allow policies"},
         {"dry-run ALLOW does not count as an ALLOW policy",
          "[" P2("dry", "Allow", ", \"dryRun\": true", "[]") "]", ID_SLEEP, "10.0.0.1", "10.0.1.1",
          80, true, "no allow policies"},
@@ -196,10 +204,13 @@ static void test_eval_table(void **state)
         const struct eval_case *t = &eval_cases[i];
         struct dp_mesh_policy *pols[8] = {0};
         size_t n = policies(t->policies, pols, 8);
-        struct dp_policy_conn c = {.identity = t->identity, .src_ip = ip(t->src),
-                                   .dst_ip = ip(t->dst), .dst_port = t->port};
+        struct dp_policy_conn c = {.identity = t->identity,
+                                   .src_ip = ip(t->src),
+                                   .dst_ip = ip(t->dst),
+                                   .dst_port = t->port};
         struct dp_policy_result res;
-        assert_int_equal(dp_policy_evaluate((const struct dp_mesh_policy *const *)pols, n, &c, &res), 0);
+        assert_int_equal(
+                dp_policy_evaluate((const struct dp_mesh_policy *const *)pols, n, &c, &res), 0);
         if (res.allowed != t->allowed || strcmp(res.reason, t->reason) != 0)
             fail_msg("row %zu (%s): allowed=%d reason=\"%s\", want %d \"%s\"", i, t->rule,
                      res.allowed, res.reason, t->allowed, t->reason);
@@ -211,12 +222,14 @@ static void test_eval_table(void **state)
 static void test_eval_dry_run(void **state)
 {
     struct dp_mesh_policy *pols[4];
-    size_t n = policies("[" P2("dry", "Deny", ", \"dryRun\": true", "[[]]") "," P2(
-                                "dry-allow", "Allow", ", \"dryRun\": true",
-                                "[[[{\"destinationPorts\": [1]}]]]") "]",
+    size_t n = policies("[" P2("dry", "Deny", ", \"dryRun\": true",
+                               "[[]]") "," P2("dry-allow", "Allow", ", \"dryRun\": true",
+                                              "[[[{\"destinationPorts\": [1]}]]]") "]",
                         pols, 4);
-    struct dp_policy_conn c = {.identity = ID_SLEEP, .src_ip = ip("10.0.0.1"),
-                               .dst_ip = ip("10.0.1.1"), .dst_port = 80};
+    struct dp_policy_conn c = {.identity = ID_SLEEP,
+                               .src_ip = ip("10.0.0.1"),
+                               .dst_ip = ip("10.0.1.1"),
+                               .dst_port = 80};
     struct dp_policy_result res;
     (void)state;
     dp_policy_evaluate((const struct dp_mesh_policy *const *)pols, n, &c, &res);
@@ -264,8 +277,8 @@ static void test_check_selection(void **state)
     struct dp_mesh_ip a1 = ip("10.1.0.1"), a2 = ip("10.1.0.2"), a3 = ip("10.1.0.3");
     const struct dp_mesh_workload *w1, *w2, *w3;
     struct dp_policy_result res;
-    struct dp_policy_conn c = {.identity = "cluster.local/ns/client/sa/c", .src_ip = ip("10.2.0.1"),
-                               .dst_port = 22};
+    struct dp_policy_conn c = {
+            .identity = "cluster.local/ns/client/sa/c", .src_ip = ip("10.2.0.1"), .dst_port = 22};
     (void)state;
 
     assert_int_equal(dp_mesh_snapshot_from_json(doc, &s, err, sizeof(err)), 0);
@@ -324,55 +337,63 @@ static bool has_diag(const struct dp_policy_diags *d, bool error, const char *te
 struct ap_case {
     const char *name;
     const char *cr;
-    const char *want; /* JSON array of policy objects */
+    const char *want;    /* JSON array of policy objects */
     const char *warning; /* a diagnostic that must be present (prefix), or NULL */
 };
 
 #define AP(ns, extra_md, spec)                                                                     \
-    "{\"apiVersion\": \"security.istio.io/v1\", \"kind\": \"AuthorizationPolicy\", "             \
+    "{\"apiVersion\": \"security.istio.io/v1\", \"kind\": \"AuthorizationPolicy\", "               \
     "\"metadata\": {\"name\": \"ap\", \"namespace\": \"" ns "\"" extra_md "}, \"spec\": " spec "}"
 #define OUT(ns, scope, action, dry, rules)                                                         \
-    "[{\"name\": \"ap\", \"namespace\": \"" ns "\", \"scope\": \"" scope "\", \"action\": \""    \
-    action "\", \"dryRun\": " dry ", \"rules\": " rules "}]"
+    "[{\"name\": \"ap\", \"namespace\": \"" ns "\", \"scope\": \"" scope                           \
+    "\", \"action\": \"" action "\", \"dryRun\": " dry ", \"rules\": " rules "}]"
 
 static const struct ap_case ap_cases[] = {
         {"L4 ALLOW: to, from, when become three clauses",
          AP("app", "",
             "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, \"rules\": [{"
             "\"from\": [{\"source\": {\"principals\": [\"cluster.local/ns/a/sa/b\", \"*/sa/x\"],"
-            " \"namespaces\": [\"foo*\"]}}, {\"source\": {\"ipBlocks\": [\"10.0.0.0/8\", \"1.2.3.4\"],"
+            " \"namespaces\": [\"foo*\"]}}, {\"source\": {\"ipBlocks\": [\"10.0.0.0/8\", "
+            "\"1.2.3.4\"],"
             " \"notIpBlocks\": [\"10.9.0.0/16\"]}}],"
             "\"to\": [{\"operation\": {\"ports\": [\"8080\", \"9090\"]}}],"
             "\"when\": [{\"key\": \"source.ip\", \"values\": [\"10.1.0.0/16\"]},"
             " {\"key\": \"destination.port\", \"notValues\": [\"22\"]}]}]}"),
          OUT("app", "WorkloadSelector", "Allow", "false",
              "[[[{\"destinationPorts\": [8080, 9090]}],"
-             " [{\"principals\": [{\"exact\": \"cluster.local/ns/a/sa/b\"}, {\"suffix\": \"/sa/x\"}],"
+             " [{\"principals\": [{\"exact\": \"cluster.local/ns/a/sa/b\"}, {\"suffix\": "
+             "\"/sa/x\"}],"
              " \"namespaces\": [{\"prefix\": \"foo\"}]},"
-             " {\"sourceIps\": [\"10.0.0.0/8\", \"1.2.3.4/32\"], \"notSourceIps\": [\"10.9.0.0/16\"]}],"
+             " {\"sourceIps\": [\"10.0.0.0/8\", \"1.2.3.4/32\"], \"notSourceIps\": "
+             "[\"10.9.0.0/16\"]}],"
              " [{\"sourceIps\": [\"10.1.0.0/16\"]}], [{\"notDestinationPorts\": [22]}]]]"),
          NULL},
-        {"no spec: allow nothing", "{\"kind\": \"AuthorizationPolicy\", \"metadata\": "
-                                   "{\"name\": \"ap\", \"namespace\": \"app\"}}",
+        {"no spec: allow nothing",
+         "{\"kind\": \"AuthorizationPolicy\", \"metadata\": "
+         "{\"name\": \"ap\", \"namespace\": \"app\"}}",
          OUT("app", "Namespace", "Allow", "false", "[]"), NULL},
         {"spec {}: allow nothing", AP("app", "", "{}"),
          OUT("app", "Namespace", "Allow", "false", "[]"), NULL},
         {"rules [{}]: allow everything", AP("app", "", "{\"rules\": [{}]}"),
          OUT("app", "Namespace", "Allow", "false", "[[]]"), NULL},
-        {"root namespace without selector: Global", AP("istio-system", "", "{\"action\": \"DENY\"}"),
+        {"root namespace without selector: Global",
+         AP("istio-system", "", "{\"action\": \"DENY\"}"),
          OUT("istio-system", "Global", "Deny", "false", "[]"), NULL},
-        {"dry-run annotation", AP("app", ", \"annotations\": {\"istio.io/dry-run\": \"true\"}",
-                                  "{\"action\": \"DENY\", \"rules\": [{}]}"),
+        {"dry-run annotation",
+         AP("app", ", \"annotations\": {\"istio.io/dry-run\": \"true\"}",
+            "{\"action\": \"DENY\", \"rules\": [{}]}"),
          OUT("app", "Namespace", "Deny", "true", "[[]]"), NULL},
         {"ALLOW rule with methods is dropped, the other rule stays",
          AP("app", "",
-            "{\"rules\": [{\"to\": [{\"operation\": {\"methods\": [\"GET\"], \"ports\": [\"80\"]}}]},"
+            "{\"rules\": [{\"to\": [{\"operation\": {\"methods\": [\"GET\"], \"ports\": "
+            "[\"80\"]}}]},"
             " {\"from\": [{\"source\": {\"namespaces\": [\"ok\"]}}]}]}"),
          OUT("app", "Namespace", "Allow", "false", "[[[{\"namespaces\": [{\"exact\": \"ok\"}]}]]]"),
          "spec.rules[0].to[0].operation.methods: ztunnel does not support HTTP attributes; rule "
          "dropped from ALLOW policy"},
         {"ALLOW with only HTTP rules becomes allow-nothing",
-         AP("app", "", "{\"rules\": [{\"from\": [{\"source\": {\"requestPrincipals\": [\"*\"]}}]}]}"),
+         AP("app", "",
+            "{\"rules\": [{\"from\": [{\"source\": {\"requestPrincipals\": [\"*\"]}}]}]}"),
          OUT("app", "Namespace", "Allow", "false", "[]"),
          "spec.rules[0].from[0].source.requestPrincipals: ztunnel does not support HTTP"},
         {"ALLOW with a non-L4 when key is dropped",
@@ -391,13 +412,15 @@ static const struct ap_case ap_cases[] = {
          AP("app", "",
             "{\"action\": \"DENY\", \"rules\": [{\"from\": [{\"source\": {\"namespaces\": "
             "[\"evil\"]}}], \"to\": [{\"operation\": {\"paths\": [\"/admin\"]}}]}]}"),
-         OUT("app", "Namespace", "Deny", "false", "[[[{\"namespaces\": [{\"exact\": \"evil\"}]}]]]"),
+         OUT("app", "Namespace", "Deny", "false",
+             "[[[{\"namespaces\": [{\"exact\": \"evil\"}]}]]]"),
          "spec.rules[0].to[0].operation.paths"},
         {"DENY with a non-L4 when condition ignores it",
          AP("app", "",
             "{\"action\": \"DENY\", \"rules\": [{\"when\": [{\"key\": \"request.auth.claims[iss]\","
             " \"values\": [\"x\"]}, {\"key\": \"source.namespace\", \"values\": [\"evil\"]}]}]}"),
-         OUT("app", "Namespace", "Deny", "false", "[[[{\"namespaces\": [{\"exact\": \"evil\"}]}]]]"),
+         OUT("app", "Namespace", "Deny", "false",
+             "[[[{\"namespaces\": [{\"exact\": \"evil\"}]}]]]"),
          "spec.rules[0].when[0].key"},
         {"serviceAccounts, principals with spiffe://, presence",
          AP("app", "",
@@ -410,13 +433,15 @@ static const struct ap_case ap_cases[] = {
              " {\"principals\": [{\"presence\": true}]}]]]"),
          NULL},
         {"targetRefs: not for node agents",
-         AP("app", "", "{\"targetRefs\": [{\"kind\": \"Gateway\", \"group\": "
-                       "\"gateway.networking.k8s.io\", \"name\": \"wp\"}], \"rules\": [{}]}"),
+         AP("app", "",
+            "{\"targetRefs\": [{\"kind\": \"Gateway\", \"group\": "
+            "\"gateway.networking.k8s.io\", \"name\": \"wp\"}], \"rules\": [{}]}"),
          "[]", "spec.targetRefs: policy targets a waypoint or gateway"},
         {"AUDIT skipped", AP("app", "", "{\"action\": \"AUDIT\", \"rules\": [{}]}"), "[]",
          "spec.action: AUDIT policies are not enforced by ztunnel"},
         {"CUSTOM skipped",
-         AP("app", "", "{\"action\": \"CUSTOM\", \"provider\": {\"name\": \"x\"}, \"rules\": [{}]}"),
+         AP("app", "",
+            "{\"action\": \"CUSTOM\", \"provider\": {\"name\": \"x\"}, \"rules\": [{}]}"),
          "[]", "spec.action: CUSTOM policies"},
 };
 
@@ -460,13 +485,15 @@ static void test_compile_authz_errors(void **state)
     static const struct {
         const char *cr, *err;
     } cases[] = {
-            {AP("app", "", "{\"rules\": [{\"from\": [{\"source\": {\"ipBlocks\": [\"10.0.0.0/33\"]}}]}]}"),
+            {AP("app", "",
+                "{\"rules\": [{\"from\": [{\"source\": {\"ipBlocks\": [\"10.0.0.0/33\"]}}]}]}"),
              "spec.rules[0].from[0].source.ipBlocks[0]: not an IP address or CIDR block"},
             {AP("app", "", "{\"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"http\"]}}]}]}"),
              "spec.rules[0].to[0].operation.ports[0]: not a port number 1..65535"},
             {AP("app", "", "{\"rules\": [{\"to\": [{\"operation\": {\"ports\": \"80\"}}]}]}"),
              "spec.rules[0].to[0].operation.ports: expected array, got string"},
-            {AP("app", "", "{\"rules\": [{\"from\": [{\"source\": {\"serviceAccounts\": [\"sa\"]}}]}]}"),
+            {AP("app", "",
+                "{\"rules\": [{\"from\": [{\"source\": {\"serviceAccounts\": [\"sa\"]}}]}]}"),
              "spec.rules[0].from[0].source.serviceAccounts[0]: service account must be"},
             {AP("app", "", "{\"rules\": [{\"from\": [{\"source\": {}}]}]}"),
              "spec.rules[0].from[0].source: must set at least one field"},
@@ -474,7 +501,9 @@ static void test_compile_authz_errors(void **state)
              "spec.rules[0].from[0].source: required object is missing"},
             {AP("app", "", "{\"rules\": [{\"when\": [{\"key\": \"source.ip\"}]}]}"),
              "spec.rules[0].when[0]: needs values or notValues"},
-            {AP("app", "", "{\"rules\": [{\"when\": [{\"key\": \"destination.port\", \"values\": [\"x\"]}]}]}"),
+            {AP("app", "",
+                "{\"rules\": [{\"when\": [{\"key\": \"destination.port\", \"values\": "
+                "[\"x\"]}]}]}"),
              "spec.rules[0].when[0].values[0]: not a port number"},
             {AP("app", "", "{\"action\": \"MAYBE\"}"), "spec.action: unknown action \"MAYBE\""},
             {AP("app", "", "{\"rules\": {}}"), "spec.rules: expected array, got object"},
@@ -502,8 +531,10 @@ static bool enforce(const char *cr_json, const char *identity, uint16_t port)
     json_t *cr = load(cr_json), *out = NULL;
     struct dp_mesh_policy *p[1] = {0};
     struct dp_policy_result res;
-    struct dp_policy_conn c = {.identity = identity, .src_ip = ip("10.0.0.1"),
-                               .dst_ip = ip("10.0.0.2"), .dst_port = port};
+    struct dp_policy_conn c = {.identity = identity,
+                               .src_ip = ip("10.0.0.1"),
+                               .dst_ip = ip("10.0.0.2"),
+                               .dst_port = port};
     char err[512];
     size_t n = 0;
     memset(&d, 0, sizeof(d));
@@ -525,18 +556,21 @@ static void test_compile_then_enforce(void **state)
 {
     (void)state;
     /* DENY GET on 8080: at L4 every connection to 8080 is denied (more restrictive) */
-    const char *deny_get = AP("app", "", "{\"action\": \"DENY\", \"rules\": [{\"to\": "
-                                         "[{\"operation\": {\"methods\": [\"GET\"], \"ports\": "
-                                         "[\"8080\"]}}]}]}");
+    const char *deny_get = AP("app", "",
+                              "{\"action\": \"DENY\", \"rules\": [{\"to\": "
+                              "[{\"operation\": {\"methods\": [\"GET\"], \"ports\": "
+                              "[\"8080\"]}}]}]}");
     assert_false(enforce(deny_get, ID_SLEEP, 8080));
     assert_true(enforce(deny_get, ID_SLEEP, 9090));
     /* ALLOW GET: dropped -> allow nothing (more restrictive) */
-    const char *allow_get = AP("app", "", "{\"rules\": [{\"to\": [{\"operation\": {\"methods\": "
-                                          "[\"GET\"]}}]}]}");
+    const char *allow_get = AP("app", "",
+                               "{\"rules\": [{\"to\": [{\"operation\": {\"methods\": "
+                               "[\"GET\"]}}]}]}");
     assert_false(enforce(allow_get, ID_SLEEP, 8080));
     /* ALLOW from namespace foo */
-    const char *allow_foo = AP("app", "", "{\"rules\": [{\"from\": [{\"source\": {\"namespaces\": "
-                                          "[\"foo\"]}}]}]}");
+    const char *allow_foo = AP("app", "",
+                               "{\"rules\": [{\"from\": [{\"source\": {\"namespaces\": "
+                               "[\"foo\"]}}]}]}");
     assert_true(enforce(allow_foo, ID_SLEEP, 80));
     assert_false(enforce(allow_foo, ID_OTHER, 80));
     assert_false(enforce(allow_foo, NULL, 80));
@@ -547,11 +581,13 @@ static void test_compile_then_enforce(void **state)
 static void test_cr_selects(void **state)
 {
     json_t *ap = load(AP("app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}}"));
-    json_t *root_ap = load(AP("istio-system", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}}"));
+    json_t *root_ap =
+            load(AP("istio-system", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}}"));
     json_t *ns_ap = load(AP("app", "", "{}"));
-    json_t *pa = load("{\"kind\": \"PeerAuthentication\", \"metadata\": {\"name\": \"p\", "
-                      "\"namespace\": \"istio-system\"}, \"spec\": {\"selector\": {\"matchLabels\": "
-                      "{\"app\": \"web\"}}}}");
+    json_t *pa =
+            load("{\"kind\": \"PeerAuthentication\", \"metadata\": {\"name\": \"p\", "
+                 "\"namespace\": \"istio-system\"}, \"spec\": {\"selector\": {\"matchLabels\": "
+                 "{\"app\": \"web\"}}}}");
     json_t *labels = load("{\"app\": \"web\", \"version\": \"v1\"}");
     json_t *other = load("{\"app\": \"db\"}");
     (void)state;
@@ -573,20 +609,20 @@ static void test_cr_selects(void **state)
 /* ------------------------------------------------------------------ PeerAuthentication */
 
 #define PA(name, ns, ts, spec)                                                                     \
-    "{\"apiVersion\": \"security.istio.io/v1\", \"kind\": \"PeerAuthentication\", \"metadata\": " \
-    "{\"name\": \"" name "\", \"namespace\": \"" ns "\", \"creationTimestamp\": \"" ts "\"}, "    \
+    "{\"apiVersion\": \"security.istio.io/v1\", \"kind\": \"PeerAuthentication\", \"metadata\": "  \
+    "{\"name\": \"" name "\", \"namespace\": \"" ns "\", \"creationTimestamp\": \"" ts "\"}, "     \
     "\"spec\": " spec "}"
 #define STATIC_STRICT                                                                              \
-    "{\"name\": \"istio_converted_static_strict\", \"namespace\": \"istio-system\", \"scope\": " \
-    "\"WorkloadSelector\", \"action\": \"Deny\", \"dryRun\": false, \"rules\": "                 \
+    "{\"name\": \"istio_converted_static_strict\", \"namespace\": \"istio-system\", \"scope\": "   \
+    "\"WorkloadSelector\", \"action\": \"Deny\", \"dryRun\": false, \"rules\": "                   \
     "[[[{\"notPrincipals\": [{\"presence\": true}]}]]]}"
 #define SK "istio-system/istio_converted_static_strict"
 
 struct pa_case {
     const char *name;
     const char *pas;
-    const char *want;         /* policies */
-    const char *ns, *labels;  /* a workload */
+    const char *want;        /* policies */
+    const char *ns, *labels; /* a workload */
     const char *want_keys;
 };
 
@@ -610,31 +646,37 @@ static const struct pa_case pa_cases[] = {
          "[" STATIC_STRICT "]", "app", "{}", "[\"" SK "\"]"},
         {"workload PERMISSIVE overrides namespace STRICT",
          "[" PA("default", "app", "", "{\"mtls\": {\"mode\": \"STRICT\"}}") "," PA(
-                 "web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                   "\"mtls\": {\"mode\": \"PERMISSIVE\"}}") "]",
+                 "web", "app", "",
+                 "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                 "\"mtls\": {\"mode\": \"PERMISSIVE\"}}") "]",
          "[" STATIC_STRICT "]", "app", "{\"app\": \"web\"}", "[]"},
         {"workload DISABLE counts as PERMISSIVE",
          "[" PA("default", "app", "", "{\"mtls\": {\"mode\": \"STRICT\"}}") "," PA(
-                 "web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                   "\"mtls\": {\"mode\": \"DISABLE\"}}") "]",
+                 "web", "app", "",
+                 "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                 "\"mtls\": {\"mode\": \"DISABLE\"}}") "]",
          "[" STATIC_STRICT "]", "app", "{\"app\": \"web\"}", "[]"},
         {"workload STRICT in a permissive namespace",
-         "[" PA("web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                  "\"mtls\": {\"mode\": \"STRICT\"}}") "]",
+         "[" PA("web", "app", "",
+                "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                "\"mtls\": {\"mode\": \"STRICT\"}}") "]",
          "[" STATIC_STRICT "]", "app", "{\"app\": \"web\"}", "[\"" SK "\"]"},
         {"workload selector not matching: namespace mode applies",
-         "[" PA("web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                  "\"mtls\": {\"mode\": \"STRICT\"}}") "]",
+         "[" PA("web", "app", "",
+                "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                "\"mtls\": {\"mode\": \"STRICT\"}}") "]",
          "[" STATIC_STRICT "]", "app", "{\"app\": \"db\"}", "[]"},
         {"root-namespace selector PA is ignored",
-         "[" PA("web", "istio-system", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                           "\"mtls\": {\"mode\": \"STRICT\"}}") "]",
+         "[" PA("web", "istio-system", "",
+                "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                "\"mtls\": {\"mode\": \"STRICT\"}}") "]",
          "[" STATIC_STRICT "]", "istio-system", "{\"app\": \"web\"}", "[]"},
         {"STRICT with a PERMISSIVE port: carve-out",
-         "[" PA("web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                  "\"mtls\": {\"mode\": \"STRICT\"}, \"portLevelMtls\": "
-                                  "{\"8080\": {\"mode\": \"PERMISSIVE\"}, \"9000\": {\"mode\": "
-                                  "\"DISABLE\"}, \"9090\": {\"mode\": \"STRICT\"}}}") "]",
+         "[" PA("web", "app", "",
+                "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                "\"mtls\": {\"mode\": \"STRICT\"}, \"portLevelMtls\": "
+                "{\"8080\": {\"mode\": \"PERMISSIVE\"}, \"9000\": {\"mode\": "
+                "\"DISABLE\"}, \"9090\": {\"mode\": \"STRICT\"}}}") "]",
          "[" STATIC_STRICT ", {\"name\": \"converted_peer_authentication_web\", \"namespace\": "
          "\"app\", \"scope\": \"WorkloadSelector\", \"action\": \"Deny\", \"dryRun\": false, "
          "\"rules\": [[[{\"notPrincipals\": [{\"presence\": true}], \"notDestinationPorts\": "
@@ -642,28 +684,34 @@ static const struct pa_case pa_cases[] = {
          "app", "{\"app\": \"web\"}", "[\"app/converted_peer_authentication_web\"]"},
         {"inherited PERMISSIVE with a STRICT port",
          "[" PA("default", "app", "", "{\"mtls\": {\"mode\": \"PERMISSIVE\"}}") "," PA(
-                 "web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                   "\"portLevelMtls\": {\"9000\": {\"mode\": \"STRICT\"}}}") "]",
+                 "web", "app", "",
+                 "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                 "\"portLevelMtls\": {\"9000\": {\"mode\": \"STRICT\"}}}") "]",
          "[" STATIC_STRICT ", {\"name\": \"converted_peer_authentication_web\", \"namespace\": "
          "\"app\", \"scope\": \"WorkloadSelector\", \"action\": \"Deny\", \"dryRun\": false, "
          "\"rules\": [[[{\"notPrincipals\": [{\"presence\": true}], \"destinationPorts\": "
          "[9000]}]]]}]",
          "app", "{\"app\": \"web\"}", "[\"app/converted_peer_authentication_web\"]"},
         {"STRICT selector PA whose only port entry is UNSET (fuzzer find)",
-         "[" PA("web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
-                                  "\"mtls\": {\"mode\": \"STRICT\"}, \"portLevelMtls\": "
-                                  "{\"8080\": {}}}") "]",
+         "[" PA("web", "app", "",
+                "{\"selector\": {\"matchLabels\": {\"app\": \"web\"}}, "
+                "\"mtls\": {\"mode\": \"STRICT\"}, \"portLevelMtls\": "
+                "{\"8080\": {}}}") "]",
          "[" STATIC_STRICT ", {\"name\": \"converted_peer_authentication_web\", \"namespace\": "
          "\"app\", \"scope\": \"WorkloadSelector\", \"action\": \"Deny\", \"dryRun\": false, "
          "\"rules\": [[[{\"notPrincipals\": [{\"presence\": true}]}]]]}]",
          "app", "{\"app\": \"web\"}", "[\"app/converted_peer_authentication_web\"]"},
         {"oldest namespace-wide PA wins",
-         "[" PA("newer", "app", "2026-02-01T00:00:00Z", "{\"mtls\": {\"mode\": \"PERMISSIVE\"}}") "," PA(
-                 "older", "app", "2026-01-01T00:00:00Z", "{\"mtls\": {\"mode\": \"STRICT\"}}") "]",
+         "[" PA("newer", "app", "2026-02-01T00:00:00Z",
+                "{\"mtls\": {\"mode\": \"PERMISSIVE\"}}") "," PA("older", "app",
+                                                                 "2026-01-01T00:00:00Z",
+                                                                 "{\"mtls\": {\"mode\": "
+                                                                 "\"STRICT\"}}") "]",
          "[" STATIC_STRICT "]", "app", "{}", "[\"" SK "\"]"},
         {"portLevelMtls without selector is ignored",
-         "[" PA("default", "app", "", "{\"mtls\": {\"mode\": \"STRICT\"}, \"portLevelMtls\": "
-                                      "{\"80\": {\"mode\": \"PERMISSIVE\"}}}") "]",
+         "[" PA("default", "app", "",
+                "{\"mtls\": {\"mode\": \"STRICT\"}, \"portLevelMtls\": "
+                "{\"80\": {\"mode\": \"PERMISSIVE\"}}}") "]",
          "[" STATIC_STRICT "]", "app", "{}", "[\"" SK "\"]"},
 };
 
@@ -683,7 +731,8 @@ static void test_compile_peerauthn(void **state)
             free(g);
             fail_msg("case %zu (%s): policies differ", i, t->name);
         }
-        assert_int_equal(dp_policy_peerauthn_keys(pas, "istio-system", t->ns, labels, &keys, &d), 0);
+        assert_int_equal(dp_policy_peerauthn_keys(pas, "istio-system", t->ns, labels, &keys, &d),
+                         0);
         if (!json_equal(keys, want_keys)) {
             char *g = json_dumps(keys, JSON_COMPACT);
             print_message("got keys %s\n", g);
@@ -707,13 +756,16 @@ static void test_peerauthn_errors(void **state)
     } cases[] = {
             {"[" PA("a", "app", "", "{\"mtls\": {\"mode\": \"SOMETIMES\"}}") "]",
              "[0].spec.mtls.mode: expected UNSET, DISABLE, PERMISSIVE or STRICT"},
-            {"[" PA("a", "app", "", "{\"selector\": {\"matchLabels\": {\"a\": \"b\"}}, "
-                                    "\"portLevelMtls\": {\"http\": {\"mode\": \"STRICT\"}}}") "]",
+            {"[" PA("a", "app", "",
+                    "{\"selector\": {\"matchLabels\": {\"a\": \"b\"}}, "
+                    "\"portLevelMtls\": {\"http\": {\"mode\": \"STRICT\"}}}") "]",
              "[0].spec.portLevelMtls.http: not a port number 1..65535"},
-            {"[" PA("a", "app", "", "{\"selector\": {\"matchLabels\": {\"a\": \"b\"}}, "
-                                    "\"portLevelMtls\": {\"80\": \"STRICT\"}}") "]",
+            {"[" PA("a", "app", "",
+                    "{\"selector\": {\"matchLabels\": {\"a\": \"b\"}}, "
+                    "\"portLevelMtls\": {\"80\": \"STRICT\"}}") "]",
              "[0].spec.portLevelMtls.80: expected {\"mode\""},
-            {"[{\"metadata\": {\"name\": \"x\"}}]", "[0].metadata: name and namespace are required"},
+            {"[{\"metadata\": {\"name\": \"x\"}}]",
+             "[0].metadata: name and namespace are required"},
             {"{}", "<root>: expected an array"},
     };
     (void)state;
@@ -763,10 +815,11 @@ static void test_peerauthn_bad_one_skipped(void **state)
  * plaintext. */
 static void test_peerauthn_enforce(void **state)
 {
-    json_t *pas = load("[" PA("web", "app", "", "{\"selector\": {\"matchLabels\": {\"app\": "
-                                                "\"web\"}}, \"mtls\": {\"mode\": \"STRICT\"}, "
-                                                "\"portLevelMtls\": {\"8080\": {\"mode\": "
-                                                "\"PERMISSIVE\"}}}") "]");
+    json_t *pas = load("[" PA("web", "app", "",
+                              "{\"selector\": {\"matchLabels\": {\"app\": "
+                              "\"web\"}}, \"mtls\": {\"mode\": \"STRICT\"}, "
+                              "\"portLevelMtls\": {\"8080\": {\"mode\": "
+                              "\"PERMISSIVE\"}}}") "]");
     json_t *pols = NULL, *keys = NULL, *labels = load("{\"app\": \"web\"}");
     json_t *doc, *w;
     struct dp_policy_diags d;
