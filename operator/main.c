@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "httpd.h"
+#include "kube_lease.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -21,6 +23,7 @@
 #define SCOPE "operator"
 
 struct main_ctx {
+    struct op_waypoints *wps;
     struct dp_loop *loop;
     FILE *events_out;
     struct op_sub sub;
@@ -32,6 +35,22 @@ struct main_ctx {
     struct dp_metric_series *m_restarts, *m_rebuilds, *m_events, *m_roots, *m_root_errors,
             *m_rebuild_ms, *m_version;
 };
+
+static void on_lead(void *arg)
+{
+    struct main_ctx *m = arg;
+
+    op_set_leader(m->op, true);
+    op_waypoints_set_active(m->wps, true);
+}
+
+static void on_unlead(void *arg)
+{
+    struct main_ctx *m = arg;
+
+    op_set_leader(m->op, false);
+    op_waypoints_set_active(m->wps, false);
+}
 
 static bool on_ready_check(void *arg, char *reason, size_t reason_sz)
 {
@@ -114,6 +133,7 @@ static void usage(FILE *f)
                "  --plaintext           serve --listen without TLS (tests, debugging)\n"
                "  --metrics-listen ADDR metrics + /healthz/ready (default 0.0.0.0:15014)\n"
                "  --token-audience AUD  audience of node agent tokens (default istio-ca; '' = any)\n"
+               "  --no-leader-elect     write without a Lease (single replica, tests)\n"
                "  --node-agent-account NS/SA  trusted node agent service account (repeatable;\n"
                "                        default <namespace>/ztunnel and <namespace>/ambit-node)\n");
 }
@@ -160,6 +180,7 @@ int main(int argc, char **argv)
             {"metrics-listen", required_argument, NULL, 'm'},
             {"token-audience", required_argument, NULL, 'a'},
             {"node-agent-account", required_argument, NULL, 'A'},
+            {"no-leader-elect", no_argument, NULL, 'L'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
     };
@@ -174,6 +195,9 @@ int main(int argc, char **argv)
     const char *accounts[17] = {0};
     char def_accounts[2][300];
     unsigned n_accounts = 0;
+    bool leader_elect = true;
+    struct dp_kube_lease *lease = NULL;
+    char identity[300];
     int c, r;
 
     op_options_defaults(&opts);
@@ -222,6 +246,9 @@ int main(int argc, char **argv)
         case 'a':
             scfg.token_audience = optarg;
             break;
+        case 'L':
+            leader_elect = false;
+            break;
         case 'A':
             if (n_accounts >= 16 || strchr(optarg, '/') == NULL) {
                 fprintf(stderr, "ambit-operator: --node-agent-account wants NS/SA (at most 16)\n");
@@ -265,6 +292,29 @@ int main(int argc, char **argv)
     r = op_waypoints_new(op, &wps);
     if (r < 0)
         goto out;
+    m.wps = wps;
+    if (leader_elect) {
+        const char *pod = getenv("POD_NAME");
+        char host[256] = "";
+        struct dp_kube_lease_config lc = {.namespace = opts.namespace,
+                                          .name = "ambit-operator",
+                                          .identity = identity,
+                                          .on_start = on_lead,
+                                          .on_stop = on_unlead,
+                                          .arg = &m};
+
+        gethostname(host, sizeof(host) - 1);
+        if (pod != NULL && pod[0])
+            snprintf(identity, sizeof(identity), "%s", pod);
+        else
+            snprintf(identity, sizeof(identity), "%s_%d", host, (int)getpid());
+        on_unlead(&m); /* followers serve but do not write until they hold the Lease */
+        r = dp_kube_lease_new(op_multi(op), m.loop, &lc, &lease);
+        if (r < 0) {
+            dp_error(SCOPE, "cannot start leader election", DP_LERR(r));
+            goto out;
+        }
+    }
     r = dp_metrics_new(&m.metrics);
     if (r < 0)
         goto out;
@@ -289,6 +339,14 @@ int main(int argc, char **argv)
             DP_LS("trust_domain", opts.mesh.trust_domain));
     r = dp_loop_run(m.loop);
 out:
+    dp_kube_lease_free(lease);
+    if (lease != NULL) {
+        /* give the Lease release a moment to reach the API server */
+        uint64_t until = dp_now_ms() + 500;
+
+        while (dp_now_ms() < until && dp_loop_run_once(m.loop, 50) >= 0)
+            ;
+    }
     op_server_free(srv);
     op_waypoints_free(wps);
     dp_httpd_free(m.mhttpd);

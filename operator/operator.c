@@ -62,6 +62,7 @@ struct op_ctx {
     struct dp_timer roots_timer;
     unsigned roots_inflight;
 
+    bool leader;
     struct op_stats stats;
 };
 
@@ -271,6 +272,8 @@ static void roots_kick(struct op_ctx *op)
     const char *ns;
     int64_t due;
 
+    if (!op->leader)
+        return; /* keep the queue; the leader (maybe us, later) writes */
     while (op->roots_inflight < MAX_INFLIGHT && dp_kube_queue_pop(&op->roots, now, &ns) == 0) {
         char copy[256];
 
@@ -363,6 +366,7 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
         return -ENOMEM;
     op->loop = loop;
     op->opts = *opts;
+    op->leader = true;
     dp_list_init(&op->subs);
     dp_timer_init(&op->debounce, on_debounce, op);
     dp_timer_init(&op->roots_timer, on_roots_timer, op);
@@ -481,6 +485,27 @@ void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *a
 void op_unsubscribe(struct op_sub *sub)
 {
     dp_list_del(&sub->link);
+}
+
+void op_set_leader(struct op_ctx *op, bool leader)
+{
+    const char *k;
+    json_t *v;
+
+    if (op->leader == leader)
+        return;
+    op->leader = leader;
+    dp_info(SCOPE, leader ? "became leader" : "stopped leading");
+    if (leader) {
+        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, v)
+            queue_root(op, v);
+        roots_kick(op);
+    }
+}
+
+bool op_is_leader(const struct op_ctx *op)
+{
+    return op->leader;
 }
 
 const struct op_ca *op_ca(const struct op_ctx *op)

@@ -61,6 +61,11 @@ bool op_ready(const struct op_ctx *op);
  *  snapshot). */
 json_t *op_events_since(const struct op_ctx *op, uint64_t since);
 
+/** Leader election: only the leader writes (root ConfigMaps here, waypoints in waypoints.c).
+ *  Becoming leader re-queues every namespace. Default: leader (no election). */
+void op_set_leader(struct op_ctx *op, bool leader);
+bool op_is_leader(const struct op_ctx *op);
+
 /** Subscribe to pushes (sub is caller-owned, embedded). */
 void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg);
 void op_unsubscribe(struct op_sub *sub);

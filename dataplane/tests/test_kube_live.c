@@ -16,6 +16,7 @@
 
 #include "kube.h"
 #include "kube_informer.h"
+#include "kube_lease.h"
 
 static struct dp_kube_config *cfg;
 static struct dp_kube_client *cl;
@@ -325,6 +326,73 @@ static void test_informer_live(void **state)
     dp_loop_free(loop);
 }
 
+struct elect {
+    int starts, stops;
+};
+static void on_lead(void *arg)
+{
+    ((struct elect *)arg)->starts++;
+}
+static void on_unlead(void *arg)
+{
+    ((struct elect *)arg)->stops++;
+}
+
+static void test_lease_live(void **state)
+{
+    struct dp_loop *loop = NULL;
+    struct dp_kube_multi *m = NULL;
+    struct dp_kube_lease *a = NULL, *b = NULL;
+    struct elect ea = {0}, eb = {0};
+    struct dp_kube_lease_config ca = {.namespace = ns, .name = "amb-lease", .identity = "cand-a",
+                                      .lease_duration_ms = 3000, .renew_deadline_ms = 2000,
+                                      .retry_period_ms = 200, .on_start = on_lead,
+                                      .on_stop = on_unlead, .arg = &ea};
+    struct dp_kube_lease_config cb = ca;
+    uint64_t deadline;
+    json_t *lease = NULL;
+
+    (void)state;
+    if (cl == NULL)
+        skip();
+    cb.identity = "cand-b";
+    cb.arg = &eb;
+    assert_int_equal(dp_loop_new(&loop), 0);
+    assert_int_equal(dp_kube_multi_new(loop, cfg, &m), 0);
+    assert_int_equal(dp_kube_lease_new(m, loop, &ca, &a), 0);
+    assert_int_equal(dp_kube_lease_new(m, loop, &cb, &b), 0);
+    deadline = dp_now_ms() + 3000;
+    while (dp_now_ms() < deadline)
+        dp_loop_run_once(loop, 50);
+    /* exactly one leader, and it stays so across renewals */
+    assert_int_equal(dp_kube_lease_is_leader(a) + dp_kube_lease_is_leader(b), 1);
+    assert_int_equal(ea.starts + eb.starts, 1);
+    assert_int_equal(ea.stops + eb.stops, 0);
+    assert_int_equal(dp_kube_get(cl, &DP_KUBE_RES_LEASES, ns, "amb-lease", &lease), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(lease, "spec"),
+                                                          "holderIdentity")),
+                        dp_kube_lease_is_leader(a) ? "cand-a" : "cand-b");
+    json_decref(lease);
+    /* the leader steps down (releases); the other takes over well before expiry */
+    if (dp_kube_lease_is_leader(a)) {
+        dp_kube_lease_free(a);
+        a = NULL;
+    } else {
+        dp_kube_lease_free(b);
+        b = NULL;
+    }
+    deadline = dp_now_ms() + 2500;
+    while (dp_now_ms() < deadline && !((a && dp_kube_lease_is_leader(a)) ||
+                                       (b && dp_kube_lease_is_leader(b))))
+        dp_loop_run_once(loop, 50);
+    assert_true((a && dp_kube_lease_is_leader(a)) || (b && dp_kube_lease_is_leader(b)));
+    assert_int_equal(ea.starts + eb.starts, 2);
+    dp_kube_lease_free(a);
+    dp_kube_lease_free(b);
+    dp_kube_multi_free(m);
+    dp_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +400,7 @@ int main(void)
             cmocka_unit_test(test_status_subresource),
             cmocka_unit_test(test_token_review_live),
             cmocka_unit_test(test_informer_live),
+            cmocka_unit_test(test_lease_live),
     };
 
     return cmocka_run_group_tests_name("kube_live", tests, setup, teardown);

@@ -123,8 +123,12 @@ t_check "every batch ends with synced" bash -c "tail -1 '$EV' | jq -e '.type==\"
 t_check "versions strictly increase" bash -c \
     "jq -s '[.[]|select(.type!=\"synced\")|.version] as \$v | \$v == (\$v|sort|unique)' '$EV' | grep -q true"
 
+t_match "the operator holds the ambit-operator Lease" '.+' \
+    "$(kc -n "$opns" get lease ambit-operator -o jsonpath='{.spec.holderIdentity}' 2>&1)"
 # restart: same CA
 stop_op
+t_eq "a stopped operator releases the Lease" "" \
+    "$(kc -n "$opns" get lease ambit-operator -o jsonpath='{.spec.holderIdentity}' 2>&1)"
 start_op
 t_check "restarted operator ready" t_wait_for 30 bash -c "grep -c 'first snapshot built' '$T_DIR/operator.log' | grep -q 2"
 ca2=$(kc -n "$opns" get secret istio-ca-secret -o jsonpath='{.data.ca-cert\.pem}')
