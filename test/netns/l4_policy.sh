@@ -48,7 +48,13 @@ t_match "strict: the destination logs the policy rejection" \
     'connection closed due to policy rejection.*explicitly denied by: istio-system/istio_converted_static_strict|explicitly denied by: istio-system/istio_converted_static_strict' \
     "$(cat "$T_DIR/n2.log")"
 
+# an established connection survives a config change that would now deny it
+l4_client a 10.77.0.2 8080 x --size 200000 --slow 3 >"$T_DIR/slow.out" 2>>"$T_LOG" &
+SLOW=$!
+sleep 1
 t_check "reload: DENY the client principal" reconfigure "[$DENY_CLIENT]" '["l4/deny-client"]'
+wait $SLOW
+t_eq "config change: the in-flight transfer completed intact" "200005" "$(cat "$T_DIR/slow.out")"
 l4_client a 10.77.0.2 8080 denied >>"$T_LOG" 2>&1
 rc=$?
 t_eq "deny: meshed client gets no answer" "1" "$([ $rc -ne 0 ] && echo 1 || echo 0)"
