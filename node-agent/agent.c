@@ -15,6 +15,7 @@
 #include "hbone.h"
 #include "identity.h"
 #include "log.h"
+#include "opclient.h"
 #include "pod.h"
 #include "servers.h"
 #include "telemetry.h"
@@ -53,6 +54,20 @@ void na_options_defaults(struct na_options *o)
         o->ca_cert = v;
     if ((v = getenv("AMBIT_CA_KEY")) && *v)
         o->ca_key = v;
+    if ((v = getenv("AMBIT_OPERATOR")) && *v)
+        o->operator_url = v;
+    if ((v = getenv("AMBIT_OPERATOR_TOKEN")) && *v)
+        o->operator_token = v;
+    if ((v = getenv("AMBIT_OPERATOR_CA")) && *v)
+        o->operator_ca = v;
+}
+
+static void opclient_cfg(const struct na_agent *a, struct na_opclient_config *c)
+{
+    c->url = a->opt.operator_url;
+    c->token_file = a->opt.operator_token;
+    c->ca_file = a->opt.operator_ca;
+    c->node = a->opt.node_name;
 }
 
 int na_agent_new(const struct na_options *opt, struct na_agent **ret_agent)
@@ -81,8 +96,15 @@ int na_agent_new(const struct na_options *opt, struct na_agent **ret_agent)
                      DP_LS("key", a->opt.ca_key), DP_LERR(ret));
             goto fail;
         }
+    } else if (a->opt.operator_url) {
+        struct na_opclient_config oc;
+        opclient_cfg(a, &oc);
+        ret = na_identity_operator_new(&oc, a->opt.cert_ttl_s, &a->identity);
+        if (ret < 0)
+            goto fail;
     } else {
-        dp_warn("node", "no identity provider configured (--ca-cert/--ca-key): HBONE disabled");
+        dp_warn("node", "no identity provider configured (--ca-cert/--ca-key or --operator): "
+                        "HBONE disabled");
     }
     a->nworkers = a->opt.workers ? a->opt.workers : 1;
     ret = na_workers_new(a, a->nworkers, &a->workers);
@@ -190,7 +212,9 @@ static void on_signal(struct dp_loop *loop, int signo, void *arg)
     struct na_agent *a = arg;
     if (signo == SIGHUP) {
         char err[256] = "";
-        if (a->opt.config_path) {
+        if (a->opclient) {
+            dp_warn("node", "SIGHUP ignored: config comes from the operator stream");
+        } else if (a->opt.config_path) {
             int ret = na_view_load_file(a, a->opt.config_path, err, sizeof(err));
             if (ret < 0)
                 dp_error("node", "config reload failed, keeping the last good config",
@@ -234,6 +258,13 @@ int na_agent_start(struct na_agent *a)
             return ret;
         }
     }
+    if (a->opt.operator_url) {
+        struct na_opclient_config oc;
+        opclient_cfg(a, &oc);
+        ret = na_opclient_start(a, &oc, &a->opclient);
+        if (ret < 0)
+            return ret;
+    }
     ret = na_workers_start(a->workers, a->nworkers);
     if (ret < 0)
         return ret;
@@ -265,6 +296,7 @@ void na_agent_free(struct na_agent *a)
 {
     if (!a)
         return;
+    na_opclient_stop(a->opclient);
     if (a->workers) {
         na_workers_stop(a->workers, a->nworkers);
         na_servers_free(a);

@@ -45,6 +45,9 @@ struct na_options {
     uint32_t mark;
     uint16_t port_outbound, port_inbound, port_hbone;
     unsigned connect_timeout_ms;
+    const char *operator_url;   /* AMBIT_OPERATOR: config stream + certificates (opclient.h) */
+    const char *operator_token; /* AMBIT_OPERATOR_TOKEN: bearer token file */
+    const char *operator_ca;    /* AMBIT_OPERATOR_CA: root verifying the operator */
 };
 
 /** Fill defaults (ports, mark, run dir, cores, drain 30 s) then apply the environment
@@ -65,6 +68,7 @@ struct na_agent {
     void *mesh;               /* current mesh snapshot (mesh.h), refcounted */
 
     struct na_identity *identity;
+    struct na_opclient *opclient; /* NULL without --operator */
     struct na_telemetry *tel;
 
     void *cni_server;         /* httpd on cni.sock */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "agent.h"
 #include "log.h"
 #include "subcmd.h"
@@ -26,7 +28,10 @@ static void usage(FILE *f)
             "  --cert-ttl S           workload certificate lifetime (default 86400)\n"
             "  --metrics ADDR --ready ADDR --admin ADDR   (0.0.0.0:15020, 0.0.0.0:15021, "
             "127.0.0.1:15000)\n"
-            "  --connect-timeout-ms MS  upstream connect timeout (default 10000)\n");
+            "  --connect-timeout-ms MS  upstream connect timeout (default 10000)\n"
+            "  --operator URL         operator for config + certificates (env AMBIT_OPERATOR)\n"
+            "  --operator-token PATH  bearer token file (env AMBIT_OPERATOR_TOKEN)\n"
+            "  --operator-ca PATH     root verifying the operator (env AMBIT_OPERATOR_CA)\n");
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *ret)
@@ -61,6 +66,9 @@ int main(int argc, char **argv)
             {"ready", required_argument, NULL, 'R'},
             {"admin", required_argument, NULL, 'a'},
             {"connect-timeout-ms", required_argument, NULL, 't'},
+            {"operator", required_argument, NULL, 'O'},
+            {"operator-token", required_argument, NULL, 'W'},
+            {"operator-ca", required_argument, NULL, 'A'},
             {"help", no_argument, NULL, 'h'},
             {0},
     };
@@ -80,11 +88,14 @@ int main(int argc, char **argv)
         case 'R': o.ready_addr = optarg; break;
         case 'a': o.admin_addr = optarg; break;
         case 't': bad = parse_uint(optarg, 600000, &o.connect_timeout_ms) < 0; break;
+        case 'O': o.operator_url = optarg; break;
+        case 'W': o.operator_token = optarg; break;
+        case 'A': o.operator_ca = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
         if (bad) {
-            fprintf(stderr, "ambit-node: invalid value for --%s: %s\n", opts[0].name, optarg);
+            fprintf(stderr, "ambit-node: invalid option value: %s\n", optarg);
             return 2;
         }
     }
@@ -93,6 +104,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread exists */
     struct na_agent *a = NULL;
     int ret = na_agent_new(&o, &a);
     if (ret < 0) {

@@ -22,6 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "mesh.h"
+#include "opclient.h"
 #include "pod.h"
 #include "servers.h"
 #include "telemetry.h"
@@ -213,7 +214,9 @@ static void h_ready(struct srv *s, const struct dp_http_request *req, struct res
         text(r, 404, "not found\n");
         return;
     }
-    if (atomic_load(&s->a->ready) && !atomic_load(&s->a->draining))
+    if (s->a->opclient && na_opclient_version(s->a->opclient) == 0)
+        text(r, 503, "waiting for the operator config\n");
+    else if (atomic_load(&s->a->ready) && !atomic_load(&s->a->draining))
         text(r, 200, "ready\n");
     else
         text(r, 503, atomic_load(&s->a->draining) ? "draining\n" : "not ready\n");
@@ -325,10 +328,13 @@ static void h_admin(struct srv *s, const struct dp_http_request *req, struct res
     pthread_mutex_unlock(&a->pods_mu);
     json_object_set_new(dump, "workloadState", state);
     json_object_set_new(dump, "config",
-                        json_pack("{s:s, s:s?, s:i, s:i, s:s}", "node", a->opt.node_name,
-                                  "configFile", a->opt.config_path, "workers", (int)a->nworkers,
-                                  "drainMs", (int)a->opt.drain_ms, "identityProvider",
-                                  a->identity ? a->identity->ops->name : "none"));
+                        json_pack("{s:s, s:s?, s:i, s:i, s:s, s:s?, s:I}", "node",
+                                  a->opt.node_name, "configFile", a->opt.config_path, "workers",
+                                  (int)a->nworkers, "drainMs", (int)a->opt.drain_ms,
+                                  "identityProvider",
+                                  a->identity ? a->identity->ops->name : "none", "operator",
+                                  a->opt.operator_url,
+                                  "configVersion", (json_int_t)na_opclient_version(a->opclient)));
     json_resp(r, 200, dump);
 }
 

@@ -49,6 +49,11 @@ static void swap_in(struct na_agent *a, struct dp_mesh_snapshot *s)
     dp_mesh_snapshot_unref(old);
 }
 
+void na_view_set(struct na_agent *a, struct dp_mesh_snapshot *snap)
+{
+    swap_in(a, snap);
+}
+
 void na_view_free_all(struct na_agent *a)
 {
     swap_in(a, NULL);

@@ -68,6 +68,11 @@ int na_view_authorize(struct na_view *v, const struct na_wl *dst, const char *sr
                       const struct sockaddr *src, const struct sockaddr *dst_addr,
                       const char **ret_reason);
 
+/** Publish `snap` as the agent's current snapshot (steals the reference; any thread).
+ *  Connections keep the view they started with. */
+struct dp_mesh_snapshot;
+void na_view_set(struct na_agent *a, struct dp_mesh_snapshot *snap);
+
 /** Drop the agent's current snapshot (shutdown). */
 void na_view_free_all(struct na_agent *a);
 
