@@ -21,7 +21,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#define CSR_PEM_MAX (64 * 1024)
+#define CSR_PEM_MAX (64u * 1024)
 #define URI_MAX     2048
 
 int dp_ca_key_new(EVP_PKEY **ret_key)
@@ -121,8 +121,8 @@ static int make_ca(const struct dp_ca *parent, const char *org, unsigned days,
         (r = add_ext(issuer, ca->cert, NID_key_usage, "critical,keyCertSign,cRLSign")) < 0 ||
         (r = add_ext(issuer, ca->cert, NID_subject_key_identifier, "hash")) < 0)
         goto fail;
-    if (parent != NULL && (r = add_ext(issuer, ca->cert, NID_authority_key_identifier,
-                                       "keyid:always")) < 0)
+    if (parent != NULL &&
+        (r = add_ext(issuer, ca->cert, NID_authority_key_identifier, "keyid:always")) < 0)
         goto fail;
     r = -EIO;
     if (X509_sign(ca->cert, parent ? parent->key : ca->key, EVP_sha256()) <= 0)

@@ -22,7 +22,7 @@
 struct dp_ca {
     EVP_PKEY *key;
     X509 *cert;
-    STACK_OF(X509) *chain; /* intermediates above cert up to and including the root; may be NULL */
+    STACK_OF(X509) * chain; /* intermediates above cert up to and including the root; may be NULL */
 };
 
 /** Fresh ECDSA P-256 key. 0 and a new key, or -ENOMEM/-EIO. */
@@ -80,8 +80,8 @@ int dp_ca_issue(const struct dp_ca *ca, const char *uri, int64_t ttl_s, EVP_PKEY
  * order); *ret_uri (optional, new) receives the CSR's URI SAN so the caller can authorize it.
  * -EINVAL on an unparsable CSR, -EMSGSIZE if csr_len > 64 KiB.
  */
-int dp_ca_sign_csr_pem(const struct dp_ca *ca, const char *csr_pem, size_t csr_len,
-                       int64_t ttl_s, char **ret_chain_pem, char **ret_uri);
+int dp_ca_sign_csr_pem(const struct dp_ca *ca, const char *csr_pem, size_t csr_len, int64_t ttl_s,
+                       char **ret_chain_pem, char **ret_uri);
 
 /* ---- PEM helpers (all return 0 / -errno; *_to_pem write a new malloc'ed NUL-terminated string) */
 int dp_pem_key_to_pem(EVP_PKEY *key, char **ret_pem);

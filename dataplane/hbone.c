@@ -45,11 +45,11 @@
 #include "buf.h"
 #include "log.h"
 
-#define OUT_HIGH      (256 * 1024)  /* stop generating frames above this many queued bytes */
-#define OUT_LIMIT     (4096 * 1024) /* hard cap of the out buffer */
-#define READ_CHUNK    (64 * 1024)
-#define READ_BUDGET   (4 * 1024 * 1024) /* bytes decrypted per io event before yielding */
-#define MAX_DATA_SEND (256 * 1024)      /* largest DATA payload we emit per frame */
+#define OUT_HIGH      (256u * 1024)  /* stop generating frames above this many queued bytes */
+#define OUT_LIMIT     (4096u * 1024) /* hard cap of the out buffer */
+#define READ_CHUNK    (64u * 1024)
+#define READ_BUDGET   (4u * 1024 * 1024) /* bytes decrypted per io event before yielding */
+#define MAX_DATA_SEND (256u * 1024)      /* largest DATA payload we emit per frame */
 #define HDR_VAL_MAX   4096
 
 enum hbc_state { HBC_CONNECTING, HBC_HANDSHAKE, HBC_READY, HBC_CLOSED };
@@ -73,13 +73,13 @@ struct hbc {
     enum hbc_state st;
     bool server;
     bool insecure;
-    bool reusable;      /* client: may take new streams */
-    bool goaway_recv;   /* peer said GOAWAY */
-    bool draining;      /* drain requested */
+    bool reusable;    /* client: may take new streams */
+    bool goaway_recv; /* peer said GOAWAY */
+    bool draining;    /* drain requested */
     bool read_wants_write;
     bool write_wants_read;
-    bool fatal;         /* set inside nghttp2 callbacks: close after the current pump */
-    bool read_more;     /* read budget hit: TLS may hold records the fd will not announce */
+    bool fatal;     /* set inside nghttp2 callbacks: close after the current pump */
+    bool read_more; /* read budget hit: TLS may hold records the fd will not announce */
     int fd;
     struct dp_io io;
     struct dp_tls *tls;
@@ -132,7 +132,7 @@ struct hbs {
     bool h2_gone;         /* nghttp2 no longer knows the stream */
     bool finished;        /* finish() ran */
     bool done_called;
-    bool rst_fd;          /* close fd with RST */
+    bool rst_fd; /* close fd with RST */
     uint32_t hdr_bytes;
     bool hdr_too_big;
     struct dp_hbs_stats stats;
@@ -177,9 +177,9 @@ void dp_hbone_limits_default(struct dp_hbone_limits *lim)
             .max_settings_per_s = 100,
             .max_rst_per_s = 200,
             .splice_buf = 256u << 10,
-            .idle_timeout_ms = 5 * 60 * 1000,
-            .handshake_timeout_ms = 10 * 1000,
-            .connect_timeout_ms = 10 * 1000,
+            .idle_timeout_ms = 5u * 60 * 1000,
+            .handshake_timeout_ms = 10u * 1000,
+            .connect_timeout_ms = 10u * 1000,
     };
 }
 
@@ -403,7 +403,8 @@ static void on_hbs_defer(struct dp_loop *loop, void *arg)
         hbs_free(s);
 }
 
-static void hbs_set_error(struct hbs *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void hbs_set_error(struct hbs *s, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 static void hbs_set_error(struct hbs *s, const char *fmt, ...)
 {
     va_list ap;
@@ -544,7 +545,7 @@ static void hbs_fd_read(struct hbs *s)
             return;
         }
         /* one read of a partial buffer usually means the socket is drained */
-        if ((size_t)n < 16 * 1024)
+        if ((size_t)n < 16u * 1024)
             break;
     }
     hbs_resume_data(s);
@@ -672,7 +673,7 @@ static int out_ensure(struct hbc *c)
 {
     if (c->out != NULL)
         return 0;
-    return dp_buf_new(32 * 1024, OUT_LIMIT, &c->out);
+    return dp_buf_new(32u * 1024, OUT_LIMIT, &c->out);
 }
 
 static void hbc_update_io(struct hbc *c)
@@ -711,8 +712,8 @@ static void hbc_arm_idle(struct hbc *c)
         return;
     /* the server waits twice as long as clients pool, so it rarely races a client's reuse */
     if (c->n_open == 0)
-        dp_timer_arm(c->loop, &c->timer, c->server ? 2 * c->lim.idle_timeout_ms
-                                                   : c->lim.idle_timeout_ms);
+        dp_timer_arm(c->loop, &c->timer,
+                     c->server ? 2 * c->lim.idle_timeout_ms : c->lim.idle_timeout_ms);
     else
         dp_timer_cancel(&c->timer);
 }
@@ -1196,8 +1197,7 @@ static int server_handle_request(struct hbc *c, struct hbs *s)
     if (s->hdr_too_big)
         return server_reject(s, 400, "request header block too large", NULL);
     if (s->method == NULL || strcmp(s->method, "CONNECT") != 0)
-        return server_reject(s, 400, "method must be CONNECT, got",
-                             s->method ? s->method : "none");
+        return server_reject(s, 400, "method must be CONNECT, got", s->method ? s->method : "none");
     if (s->has_protocol)
         return server_reject(s, 400, "extended CONNECT (:protocol) not supported", NULL);
     if (s->authority == NULL)
@@ -1433,8 +1433,7 @@ static int on_h2_frame_not_send(nghttp2_session *h2, const nghttp2_frame *frame,
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
     /* a request that never left: nghttp2 will not report a stream close for it */
-    dp_list_for_each(pos, &c->streams)
-    {
+    dp_list_for_each(pos, &c->streams) {
         struct hbs *s = dp_container_of(pos, struct hbs, link);
         if (s->id != frame->hd.stream_id || s->h2_gone)
             continue;
@@ -1598,8 +1597,7 @@ static void hbc_close(struct hbc *c, const char *error)
     c->tls = NULL;
     close_fd(c->fd, false);
     c->fd = -1;
-    dp_list_for_each_safe(pos, tmp, &c->streams)
-    {
+    dp_list_for_each_safe(pos, tmp, &c->streams) {
         struct hbs *s = dp_container_of(pos, struct hbs, link);
         bool was_request = s->st == HBS_REQUEST;
         s->h2_gone = true;
@@ -1741,15 +1739,13 @@ void dp_hbone_pool_free(struct dp_hbone_pool *pool)
 
     if (pool == NULL)
         return;
-    dp_list_for_each_safe(pos, tmp, &pool->all)
-    {
+    dp_list_for_each_safe(pos, tmp, &pool->all) {
         struct hbc *c = dp_container_of(pos, struct hbc, all_link);
         struct dp_list *sp, *st;
         c->pool = NULL;
         hbc_close(c, "pool closed");
         /* run the done callbacks now: the loop may be freed right after us */
-        dp_list_for_each_safe(sp, st, &c->streams)
-        {
+        dp_list_for_each_safe(sp, st, &c->streams) {
             struct hbs *s = dp_container_of(sp, struct hbs, link);
             on_hbs_defer(c->loop, s);
         }
@@ -1764,8 +1760,7 @@ void dp_hbone_pool_drain(struct dp_hbone_pool *pool)
 
     if (pool == NULL)
         return;
-    dp_list_for_each_safe(pos, tmp, &pool->conns)
-    {
+    dp_list_for_each_safe(pos, tmp, &pool->conns) {
         struct hbc *c = dp_container_of(pos, struct hbc, pool_link);
         dp_hbc_drain(c);
         dp_list_init(&c->pool_link);
@@ -1778,8 +1773,7 @@ void dp_hbone_pool_counts(const struct dp_hbone_pool *pool, unsigned *ret_conns,
     unsigned nc = 0, ns = 0;
     const struct dp_list *pos;
 
-    dp_list_for_each(pos, &pool->conns)
-    {
+    dp_list_for_each(pos, &pool->conns) {
         const struct hbc *c = dp_container_of(pos, struct hbc, pool_link);
         nc++;
         ns += c->n_open;
@@ -1891,8 +1885,7 @@ static struct hbc *pool_find(struct dp_hbone_pool *pool, const struct dp_hbone_t
 {
     struct dp_list *pos;
 
-    dp_list_for_each(pos, &pool->conns)
-    {
+    dp_list_for_each(pos, &pool->conns) {
         struct hbc *c = dp_container_of(pos, struct hbc, pool_link);
         if (!c->reusable || c->st == HBC_CLOSED || c->id != t->src_id || strcmp(c->key, key) != 0)
             continue;
@@ -1961,11 +1954,8 @@ int dp_hbone_open(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
         goto out;
     }
 #define NV(n, v)                                                                                   \
-    nv[nnv++] = (nghttp2_nv)                                                                       \
-    {                                                                                              \
-        (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v),                                      \
-                NGHTTP2_NV_FLAG_NO_COPY_NAME                                                       \
-    }
+    nv[nnv++] = (nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v),                 \
+                             NGHTTP2_NV_FLAG_NO_COPY_NAME}
     NV(":method", "CONNECT");
     NV(":authority", req->authority);
     if (req->baggage != NULL)

@@ -46,17 +46,17 @@ struct dp_hbone_pool;
 /* ------------------------------------------------------------------ limits */
 
 struct dp_hbone_limits {
-    uint32_t stream_window;        /* initial stream window we grant: 4 MiB */
-    uint32_t conn_window;          /* connection window we grant: 16 MiB */
-    uint32_t max_frame;            /* SETTINGS_MAX_FRAME_SIZE we accept: 1 MiB */
-    uint32_t max_streams;          /* concurrent streams per connection (both sides): 100 */
-    uint32_t max_header_list;      /* SETTINGS_MAX_HEADER_LIST_SIZE / request header bytes: 16 KiB */
-    uint32_t max_settings;         /* entries per SETTINGS frame: 32 */
-    uint32_t max_settings_per_s;   /* SETTINGS frames per second before GOAWAY: 100 */
-    uint32_t max_rst_per_s;        /* RST_STREAM received per second before GOAWAY: 200 */
-    uint32_t splice_buf;           /* per-direction fd read buffer per stream: 256 KiB */
-    uint64_t idle_timeout_ms;      /* pooled client connection idle close: 5 min (server
-                                      side closes connections idle for twice that) */
+    uint32_t stream_window;      /* initial stream window we grant: 4 MiB */
+    uint32_t conn_window;        /* connection window we grant: 16 MiB */
+    uint32_t max_frame;          /* SETTINGS_MAX_FRAME_SIZE we accept: 1 MiB */
+    uint32_t max_streams;        /* concurrent streams per connection (both sides): 100 */
+    uint32_t max_header_list;    /* SETTINGS_MAX_HEADER_LIST_SIZE / request header bytes: 16 KiB */
+    uint32_t max_settings;       /* entries per SETTINGS frame: 32 */
+    uint32_t max_settings_per_s; /* SETTINGS frames per second before GOAWAY: 100 */
+    uint32_t max_rst_per_s;      /* RST_STREAM received per second before GOAWAY: 200 */
+    uint32_t splice_buf;         /* per-direction fd read buffer per stream: 256 KiB */
+    uint64_t idle_timeout_ms;    /* pooled client connection idle close: 5 min (server
+                                    side closes connections idle for twice that) */
     uint64_t handshake_timeout_ms; /* TCP connect + TLS + h2 preface: 10 s */
     uint64_t connect_timeout_ms;   /* server side upstream connect: 10 s */
 };
@@ -89,20 +89,20 @@ struct dp_hbs_stats {
 /** One inbound CONNECT request, as seen by the server callbacks (valid until on_stream_done). */
 struct dp_hbone_request {
     uint32_t stream_id;
-    const char *peer_id;             /* verified client SPIFFE ID */
-    const struct sockaddr *peer_addr; /* TCP peer of the HBONE connection (getpeername) */
+    const char *peer_id;               /* verified client SPIFFE ID */
+    const struct sockaddr *peer_addr;  /* TCP peer of the HBONE connection (getpeername) */
     const struct sockaddr *local_addr; /* local address of the HBONE connection (getsockname) */
-    const char *authority;           /* raw :authority */
-    struct sockaddr_storage target;  /* parsed :authority (AF_INET / AF_INET6 + port) */
+    const char *authority;             /* raw :authority */
+    struct sockaddr_storage target;    /* parsed :authority (AF_INET / AF_INET6 + port) */
     socklen_t target_len;
-    const char *baggage;             /* NULL when absent */
+    const char *baggage; /* NULL when absent */
     const char *forwarded;
     const char *traceparent;
-    void *user;                      /* free for the callbacks; read back in on_stream_done */
-    const char *response_baggage;    /* optional, set by a callback: sent as `baggage` on the
-                                        200 (Istio ENABLE_RESPONSE_BAGGAGE). Must stay valid
-                                        until on_stream_done (e.g. point into *user); values
-                                        with CR/LF are dropped */
+    void *user;                   /* free for the callbacks; read back in on_stream_done */
+    const char *response_baggage; /* optional, set by a callback: sent as `baggage` on the
+                                     200 (Istio ENABLE_RESPONSE_BAGGAGE). Must stay valid
+                                     until on_stream_done (e.g. point into *user); values
+                                     with CR/LF are dropped */
 };
 
 struct dp_hbone_server_ops {
@@ -137,7 +137,8 @@ int dp_hbone_accept(struct dp_loop *loop, int fd, struct dp_identity *id,
  */
 int dp_hbone_accept_insecure(struct dp_loop *loop, int fd, const char *peer_id,
                              const struct dp_hbone_limits *lim,
-                             const struct dp_hbone_server_ops *ops, void *arg, struct hbc **ret_hbc);
+                             const struct dp_hbone_server_ops *ops, void *arg,
+                             struct hbc **ret_hbc);
 
 /* ------------------------------------------------------------------ client side */
 
@@ -147,10 +148,10 @@ typedef int dp_hbone_socket_fn(void *arg, const struct sockaddr *dst, socklen_t 
 
 /** Where a tunnel goes and as whom. Everything is borrowed for the duration of the call. */
 struct dp_hbone_target {
-    struct dp_identity *src_id;      /* client certificate (the SOURCE workload's identity) */
-    const struct sockaddr *dst;      /* next hop, normally <pod ip>:15008 */
+    struct dp_identity *src_id; /* client certificate (the SOURCE workload's identity) */
+    const struct sockaddr *dst; /* next hop, normally <pod ip>:15008 */
     socklen_t dst_len;
-    const char *const *sans;         /* acceptable server identities (1..DP_TLS_MAX_SANS) */
+    const char *const *sans; /* acceptable server identities (1..DP_TLS_MAX_SANS) */
     unsigned n_sans;
     uint64_t scope;                  /* extra pool key, e.g. the source pod's netns cookie */
     dp_hbone_socket_fn *open_socket; /* NULL = socket()+connect() in the current netns */

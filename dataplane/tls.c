@@ -35,11 +35,11 @@
 #include "loop.h"
 
 #define TLS13_SUITES "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"
-#define PEM_FILE_MAX (1024 * 1024)
+#define PEM_FILE_MAX (1024u * 1024)
 #define ERR_MAX      256
-#define WBUF_HIGH    (256 * 1024) /* SSL_write blocks (WANT_WRITE) above this much pending */
+#define WBUF_HIGH    (256u * 1024) /* SSL_write blocks (WANT_WRITE) above this much pending */
 #define WBUF_LIMIT   (WBUF_HIGH + 64 * 1024)
-#define RBUF_LEN     (64 * 1024)
+#define RBUF_LEN     (64u * 1024)
 
 /* ------------------------------------------------------------------ SPIFFE */
 
@@ -52,8 +52,8 @@ static void copy_str(char *dst, size_t dstsz, const char *src)
 
 static bool comp_char_ok(char c, bool td)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_' || (td && c == ':');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_' || (td && c == ':');
 }
 
 /* Copy one component from *p (up to '/' or end) into out; advance *p. */
@@ -92,13 +92,15 @@ static bool take_lit(const char **p, const char *end, const char *lit)
 int dp_spiffe_parse(const char *uri, size_t len, struct dp_spiffe_id *ret_id, const char **ret_err)
 {
     struct dp_spiffe_id id;
-    const char *p = uri, *end = uri + len, *err = NULL;
+    const char *p, *end, *err = NULL;
     int r = -EINVAL;
 
     if (uri == NULL) {
         err = "no SPIFFE ID";
         goto fail;
     }
+    p = uri;
+    end = uri + len;
     if (len >= DP_SPIFFE_MAX) {
         err = "SPIFFE ID too long";
         goto fail;
@@ -154,8 +156,8 @@ bool dp_spiffe_in_trust_domain(const char *uri, size_t len, const char *td)
 struct dp_identity {
     atomic_int refs;
     EVP_PKEY *key;
-    STACK_OF(X509) *chain;
-    STACK_OF(X509) *roots;
+    STACK_OF(X509) * chain;
+    STACK_OF(X509) * roots;
     SSL_CTX *client_ctx;
     SSL_CTX *server_ctx;
     int64_t not_before;
@@ -368,8 +370,8 @@ static SSL_CTX *make_ctx(struct dp_identity *id, enum dp_tls_role role)
         !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
         !SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES))
         goto fail;
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF |
-                                     SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
@@ -415,7 +417,7 @@ fail:
     return NULL;
 }
 
-static char *stack_to_pem(STACK_OF(X509) *sk)
+static char *stack_to_pem(STACK_OF(X509) * sk)
 {
     BIO *b = BIO_new(BIO_s_mem());
     char *data, *s = NULL;
@@ -436,7 +438,7 @@ out:
     return s;
 }
 
-int dp_identity_new(EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots,
+int dp_identity_new(EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots,
                     struct dp_identity **ret_id, const char **ret_err)
 {
     struct dp_identity *id = NULL;
@@ -517,10 +519,10 @@ fail:
     return r;
 }
 
-static STACK_OF(X509) *pem_to_stack(const char *pem, size_t len)
+static STACK_OF(X509) * pem_to_stack(const char *pem, size_t len)
 {
     BIO *b;
-    STACK_OF(X509) *sk;
+    STACK_OF(X509) * sk;
     X509 *x;
 
     if (len > INT32_MAX)
@@ -1003,8 +1005,8 @@ static int map_ssl_err(struct dp_tls *tls, int ret, bool handshake)
             ERR_GET_REASON(le) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
             set_err(tls, "peer did not present a certificate");
         else if (le != 0)
-            set_err(tls, "tls: %s", ERR_reason_error_string(le) ? ERR_reason_error_string(le)
-                                                                 : "protocol error");
+            set_err(tls, "tls: %s",
+                    ERR_reason_error_string(le) ? ERR_reason_error_string(le) : "protocol error");
         else
             set_err(tls, "tls: protocol error");
         ERR_clear_error();

@@ -68,7 +68,7 @@ struct dp_identity;
  * SPIFFE URI SAN, which becomes the identity's name. Returns 0 and a new reference, or
  * -EINVAL (with a static reason in *ret_err if non-NULL) / -ENOMEM.
  */
-int dp_identity_new(EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots,
+int dp_identity_new(EVP_PKEY *key, STACK_OF(X509) * chain, STACK_OF(X509) * roots,
                     struct dp_identity **ret_id, const char **ret_err);
 /** Same from PEM text: key, chain (leaf first, root may be included), roots. */
 int dp_identity_from_pem(const char *key_pem, size_t key_len, const char *chain_pem,

@@ -7,16 +7,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <cmocka.h>
 #include <nghttp2/nghttp2.h>
+
+#include <cmocka.h>
 
 #include "hbone.h"
 #include "loop.h"
@@ -25,8 +26,8 @@
 #define ID_A "spiffe://cluster.local/ns/default/sa/a"
 #define ID_B "spiffe://cluster.local/ns/default/sa/b"
 
-#define DENY_PORT  4401 /* authorize() refuses this target port */
-#define FAIL_PORT  4503 /* connect() dials a closed port */
+#define DENY_PORT  4401       /* authorize() refuses this target port */
+#define FAIL_PORT  4503       /* connect() dials a closed port */
 #define OTHER_HOST "10.9.9.9" /* check_authority() refuses this target */
 
 struct up {
@@ -148,7 +149,8 @@ static void on_listen(struct dp_loop *l, int fd, unsigned events, void *arg)
     while ((c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
         s->accepts++;
         if (s->insecure)
-            assert_int_equal(dp_hbone_accept_insecure(l, c, ID_A, &s->lim, &ops, s, &s->last_hbc), 0);
+            assert_int_equal(dp_hbone_accept_insecure(l, c, ID_A, &s->lim, &ops, s, &s->last_hbc),
+                             0);
         else
             assert_int_equal(dp_hbone_accept(l, c, s->id, &s->lim, &ops, s, &s->last_hbc), 0);
     }
@@ -240,7 +242,7 @@ static int group_teardown(void **state)
 /* ------------------------------------------------------------------ client side helpers */
 
 struct tun {
-    int app;  /* test's end of the app socketpair */
+    int app; /* test's end of the app socketpair */
     struct hbs *s;
     int status;
     bool responded;
@@ -376,10 +378,21 @@ static void test_authority_parse(void **state)
     assert_int_equal(((struct sockaddr_in *)&ss)->sin_port, htons(8080));
     assert_int_equal(dp_hbone_parse_authority("[fd00::1]:443", 13, &ss, &sl, &err), 0);
     assert_int_equal(ss.ss_family, AF_INET6);
-    static const char *bad[] = {"",          "10.1.2.3",     "10.1.2.3:",    "10.1.2.3:0",
-                                "10.1.2.3:65536", "10.1.2.3:08", "host:80",      "[::1]80",
-                                "[::1]:",    "::1:80",       "10.1.2:80",    "10.1.2.3:8a",
-                                "[fe80::1%eth0]:80", "10.1.2.3:80 ", " 10.1.2.3:80"};
+    static const char *bad[] = {"",
+                                "10.1.2.3",
+                                "10.1.2.3:",
+                                "10.1.2.3:0",
+                                "10.1.2.3:65536",
+                                "10.1.2.3:08",
+                                "host:80",
+                                "[::1]80",
+                                "[::1]:",
+                                "::1:80",
+                                "10.1.2:80",
+                                "10.1.2.3:8a",
+                                "[fe80::1%eth0]:80",
+                                "10.1.2.3:80 ",
+                                " 10.1.2.3:80"};
     for (size_t i = 0; i < DP_ARRAY_SIZE(bad); i++) {
         err = NULL;
         assert_int_equal(dp_hbone_parse_authority(bad[i], strlen(bad[i]), &ss, &sl, &err), -EINVAL);
@@ -581,8 +594,8 @@ static void test_wrong_san_tls_failure(void **state)
     assert_true(t.done);
     assert_int_equal(t.status, 0);
     assert_string_equal(t.st.response_flags, "TLS_FAILURE");
-    assert_string_equal(t.st.error, "SAN mismatch: got " ID_B
-                                    " want spiffe://cluster.local/ns/default/sa/zzz");
+    assert_string_equal(t.st.error,
+                        "SAN mismatch: got " ID_B " want spiffe://cluster.local/ns/default/sa/zzz");
     assert_true(wait_eof(t.app));
     close(t.app);
     unsigned conns;
@@ -597,8 +610,11 @@ static void test_client_cert_expired(void **state)
     struct dp_identity *old = fx_identity(ca, ID_A, -7200, -3600);
     struct tun t;
     const char *sans[] = {ID_B};
-    struct dp_hbone_target tg = {.src_id = old, .dst = (struct sockaddr *)&srv.addr,
-                                 .dst_len = sizeof(srv.addr), .sans = sans, .n_sans = 1};
+    struct dp_hbone_target tg = {.src_id = old,
+                                 .dst = (struct sockaddr *)&srv.addr,
+                                 .dst_len = sizeof(srv.addr),
+                                 .sans = sans,
+                                 .n_sans = 1};
     struct dp_hbone_connect req = {.authority = "127.0.0.1:80"};
     int sv[2];
     (void)state;
@@ -628,8 +644,11 @@ static void test_connect_refused(void **state)
     const char *sans[] = {ID_B};
     struct sockaddr_in dead = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.closed_port)};
     dead.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct dp_hbone_target tg = {.src_id = id_a, .dst = (struct sockaddr *)&dead,
-                                 .dst_len = sizeof(dead), .sans = sans, .n_sans = 1};
+    struct dp_hbone_target tg = {.src_id = id_a,
+                                 .dst = (struct sockaddr *)&dead,
+                                 .dst_len = sizeof(dead),
+                                 .sans = sans,
+                                 .n_sans = 1};
     struct dp_hbone_connect req = {.authority = "127.0.0.1:80"};
     int sv[2];
     (void)state;
@@ -889,7 +908,6 @@ static void test_server_abort_resets_streams(void **state)
 
 /* ------------------------------------------------------------------ raw h2 client */
 
-
 static int raw_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl,
                          const uint8_t *v, size_t vl, uint8_t flags, void *u)
 {
@@ -976,7 +994,10 @@ static int raw_request(struct raw *r, const nghttp2_nv *nv, size_t n)
     return id;
 }
 
-#define MKNV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0}
+#define MKNV(n, v)                                                                                 \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0                            \
+    }
 
 static void raw_connect(struct raw *r)
 {
@@ -1022,7 +1043,8 @@ static void test_raw_non_connect_400(void **state)
     /* a header block over the limit is refused */
     static char big[20000];
     memset(big, 'x', sizeof(big) - 1);
-    nghttp2_nv huge[] = {MKNV(":method", "CONNECT"), MKNV(":authority", "127.0.0.1:80"),
+    nghttp2_nv huge[] = {MKNV(":method", "CONNECT"),
+                         MKNV(":authority", "127.0.0.1:80"),
                          {(uint8_t *)"x-big", (uint8_t *)big, 5, sizeof(big) - 1, 0}};
     raw_request(&r, huge, 3);
     assert_int_equal(r.status, 400);

@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cmocka.h>
-
 #include <openssl/pem.h>
+
+#include <cmocka.h>
 
 #include "loop.h"
 #include "tls_fixture.h"
@@ -339,8 +339,8 @@ static void test_mtls_wrong_san(void **state)
 
     pair_run(&p, a, b, "spiffe://cluster.local/ns/default/sa/c");
     assert_int_equal(p.rc, -ECONNREFUSED);
-    assert_string_equal(dp_tls_error(p.c), "SAN mismatch: got " ID_B
-                                           " want spiffe://cluster.local/ns/default/sa/c");
+    assert_string_equal(dp_tls_error(p.c),
+                        "SAN mismatch: got " ID_B " want spiffe://cluster.local/ns/default/sa/c");
     pair_done(&p);
 
     /* several expected SANs: any one matches */
