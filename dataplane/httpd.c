@@ -201,9 +201,15 @@ int dp_httpd_new(struct dp_loop *loop, const struct dp_httpd_config *cfg, struct
     struct dp_httpd_config *c = &srv->cfg;
     if (c->name == NULL)
         c->name = "httpd";
-    if (c->limits.max_request_line == 0 && c->limits.max_header_bytes == 0 &&
-        c->limits.max_headers == 0 && c->limits.max_body == 0)
-        c->limits = dp_http_default_limits;
+    /* each zero limit takes its default, so callers set only what they care about */
+    if (c->limits.max_request_line == 0)
+        c->limits.max_request_line = dp_http_default_limits.max_request_line;
+    if (c->limits.max_header_bytes == 0)
+        c->limits.max_header_bytes = dp_http_default_limits.max_header_bytes;
+    if (c->limits.max_headers == 0)
+        c->limits.max_headers = dp_http_default_limits.max_headers;
+    if (c->limits.max_body == 0)
+        c->limits.max_body = dp_http_default_limits.max_body;
     if (c->max_conns == 0)
         c->max_conns = 128;
     if (c->request_timeout_ms == 0)

@@ -84,7 +84,7 @@ struct dp_httpd_transport {
 
 struct dp_httpd_config {
     const char *name;             /* for traces, e.g. "admin"; borrowed, NULL = "httpd" */
-    struct dp_http_limits limits; /* all zero = dp_http_default_limits */
+    struct dp_http_limits limits; /* each zero field: its dp_http_default_limits value */
     unsigned max_conns;           /* 0 = 128 */
     uint64_t request_timeout_ms;  /* 0 = 10000 */
     uint64_t idle_timeout_ms;     /* 0 = 60000 */

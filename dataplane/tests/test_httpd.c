@@ -895,8 +895,11 @@ static void test_route_rules(void **state)
     assert_int_equal(dp_httpd_route(f->srv, get, "/x", 0, NULL, f), -EINVAL);
     assert_int_equal(dp_httpd_listen_tcp(f->srv, "localhost:80", NULL, NULL), -EINVAL);
     struct dp_httpd *s2;
-    struct dp_httpd_config bad = {.limits = {.max_request_line = 0, .max_body = 5}};
+    struct dp_httpd_config bad = {.limits = {.max_request_line = 1u << 30}};
     assert_int_equal(dp_httpd_new(f->loop, &bad, &s2), -EINVAL);
+    struct dp_httpd_config partial = {.limits = {.max_body = 5}};
+    assert_int_equal(dp_httpd_new(f->loop, &partial, &s2), 0);
+    dp_httpd_free(s2);
     dp_httpd_free(NULL);
 }
 
