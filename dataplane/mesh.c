@@ -58,8 +58,23 @@ int dp_mesh_ip_parse(const char *s, struct dp_mesh_ip *ret_ip)
     return 0;
 }
 
+static int cidr_parse(const char *s, bool mask_host_bits, struct dp_mesh_cidr *ret_cidr,
+                      bool *ret_host_bits);
+
 int dp_mesh_cidr_parse(const char *s, struct dp_mesh_cidr *ret_cidr)
 {
+    return cidr_parse(s, false, ret_cidr, NULL);
+}
+
+int dp_mesh_cidr_parse_masked(const char *s, struct dp_mesh_cidr *ret_cidr, bool *ret_host_bits)
+{
+    return cidr_parse(s, true, ret_cidr, ret_host_bits);
+}
+
+static int cidr_parse(const char *s, bool mask_host_bits, struct dp_mesh_cidr *ret_cidr,
+                      bool *ret_host_bits)
+{
+    bool host_bits = false;
     char buf[DP_MESH_IP_STRLEN + 8];
     struct dp_mesh_cidr c;
     const char *slash;
@@ -75,6 +90,8 @@ int dp_mesh_cidr_parse(const char *s, struct dp_mesh_cidr *ret_cidr)
             return -EINVAL;
         c.prefix = c.ip.family == 4 ? 32 : 128;
         *ret_cidr = c;
+        if (ret_host_bits)
+            *ret_host_bits = false;
         return 0;
     }
     memcpy(buf, s, (size_t)(slash - s));
@@ -106,8 +123,12 @@ int dp_mesh_cidr_parse(const char *s, struct dp_mesh_cidr *ret_cidr)
             mask = 0;
         else
             mask = (uint8_t)(0xff << (8 - (c.prefix - bit0)));
-        if (c.ip.a[i] & (uint8_t)~mask)
-            return -EINVAL;
+        if (c.ip.a[i] & (uint8_t)~mask) {
+            if (!mask_host_bits)
+                return -EINVAL;
+            host_bits = true;
+            c.ip.a[i] &= mask;
+        }
     }
     if (c.ip.family == 6 && c.prefix >= 96) {
         /* a v4-mapped block is matched against normalised v4 addresses */
@@ -119,6 +140,8 @@ int dp_mesh_cidr_parse(const char *s, struct dp_mesh_cidr *ret_cidr)
         }
     }
     *ret_cidr = c;
+    if (ret_host_bits)
+        *ret_host_bits = host_bits;
     return 0;
 }
 
@@ -592,6 +615,8 @@ void dp_mesh_object_unref(enum dp_mesh_kind kind, const void *obj)
 
 const char *dp_mesh_object_key(enum dp_mesh_kind kind, const void *obj)
 {
+    if (!obj)
+        return NULL;
     switch (kind) {
     case DP_MESH_WORKLOAD:
         return ((const struct dp_mesh_workload *)obj)->key;
@@ -817,7 +842,7 @@ static int decode_workload(struct dctx *c, const json_t *o, const char *key,
     w->capacity = 1;
     if ((r = get_str(c, o, "uid", key == NULL, true, &w->uid)) < 0)
         goto err;
-    if (!w->uid && (r = dup_str(key, &w->uid)) < 0)
+    if (!w->uid && key && (r = dup_str(key, &w->uid)) < 0)
         goto err;
     if ((r = check_key(c, key, w->uid)) < 0)
         goto err;

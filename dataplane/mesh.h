@@ -23,10 +23,11 @@
 #ifndef DP_MESH_H
 #define DP_MESH_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 struct sockaddr;
 
@@ -72,6 +73,9 @@ int dp_mesh_ip_parse(const char *s, struct dp_mesh_ip *ret_ip);
 /** Parse "10.0.0.0/8", "fd00::/64"; a bare address means /32 or /128. Host bits set -> -EINVAL
  *  (as Istio's ipBlocks validation). 0 or -EINVAL. */
 int dp_mesh_cidr_parse(const char *s, struct dp_mesh_cidr *ret_cidr);
+/** Like dp_mesh_cidr_parse but clears host bits ("10.0.0.1/8" -> 10.0.0.0/8), as Istio accepts
+ *  them in ipBlocks; *ret_host_bits (may be NULL) says whether any were set. */
+int dp_mesh_cidr_parse_masked(const char *s, struct dp_mesh_cidr *ret_cidr, bool *ret_host_bits);
 /** Format into buf (at least DP_MESH_IP_STRLEN bytes). Returns buf. */
 const char *dp_mesh_ip_format(const struct dp_mesh_ip *ip, char *buf, size_t bufsz);
 /** sockaddr_in / sockaddr_in6 -> ip (+ port in host order if ret_port). 0 or -EAFNOSUPPORT. */

@@ -442,10 +442,14 @@ static json_t *convert_values(struct cctx *c, const json_t *arr, const char *key
         case V_CIDR: {
             struct dp_mesh_cidr cidr;
             char ipb[DP_MESH_IP_STRLEN], out_s[DP_MESH_IP_STRLEN + 8];
-            if (dp_mesh_cidr_parse(s, &cidr) < 0) {
+            bool host_bits = false;
+            if (dp_mesh_cidr_parse_masked(s, &cidr, &host_bits) < 0) {
                 diag(c->d, true, &c->p, NULL, "not an IP address or CIDR block");
                 goto err_pop;
             }
+            if (host_bits)
+                diag(c->d, false, &c->p, NULL, "host bits set; treated as %s/%u",
+                     dp_mesh_ip_format(&cidr.ip, ipb, sizeof(ipb)), cidr.prefix);
             snprintf(out_s, sizeof(out_s), "%s/%u", dp_mesh_ip_format(&cidr.ip, ipb, sizeof(ipb)),
                      cidr.prefix);
             v = json_string(out_s);
@@ -789,6 +793,22 @@ static int check_output(json_t *pol, struct dp_policy_diags *d)
     return 0;
 }
 
+/* record an error the json helpers already formatted as "<path>: <msg>" */
+static void jerr_diag(struct dp_policy_diags *diags, const struct dp_jerr *je)
+{
+    if (!diags)
+        return;
+    diags->n_errors++;
+    if (diags->n >= DP_POLICY_MAX_DIAGS) {
+        diags->dropped++;
+        return;
+    }
+    diags->items[diags->n].error = true;
+    if (snprintf(diags->items[diags->n].text, DP_POLICY_DIAG_LEN, "%s", je->msg) < 0)
+        diags->items[diags->n].text[0] = '\0';
+    diags->n++;
+}
+
 int dp_policy_compile_authz(const json_t *cr, const char *root_ns, json_t **ret_policies,
                             struct dp_policy_diags *diags)
 {
@@ -850,12 +870,16 @@ int dp_policy_compile_authz(const json_t *cr, const char *root_ns, json_t **ret_
         scope = DP_MESH_SCOPE_GLOBAL;
     else
         scope = DP_MESH_SCOPE_NAMESPACE;
-    if (spec &&
-        (r = dp_json_get_arr(spec, "rules", false, DP_MESH_MAX_GROUPS, &rules, &c.p, &je)) < 0)
-        goto jerr;
     groups = json_array();
     if (!groups)
         goto enomem;
+    if (spec && dp_json_get_arr(spec, "rules", false, DP_MESH_MAX_GROUPS, &rules, &c.p, &je) < 0) {
+        /* unusable rules: fail closed (ALLOW: allow nothing; DENY: deny everything) */
+        jerr_diag(diags, &je);
+        rules = NULL;
+        if (c.deny && json_array_append_new(groups, json_array()))
+            goto enomem;
+    }
     if (rules) {
         dp_jpath_push_key(&c.p, "rules");
         json_array_foreach(rules, i, rule) {
@@ -863,10 +887,19 @@ int dp_policy_compile_authz(const json_t *cr, const char *root_ns, json_t **ret_
             dp_jpath_push_index(&c.p, i);
             r = convert_rule(&c, rule, &g);
             dp_jpath_pop(&c.p);
-            if (r < 0)
-                goto fail;
-            if (r == RULE_DROP)
+            if (r == -ENOMEM)
+                goto enomem;
+            if (r < 0) {
+                /* fail closed, as istiod does: an ALLOW rule in error is ignored (allows
+                 * nothing), a DENY rule in error denies everything */
+                if (!c.deny)
+                    continue;
+                g = json_array();
+                if (!g)
+                    goto enomem;
+            } else if (r == RULE_DROP) {
                 continue;
+            }
             if (json_array_append_new(groups, g))
                 goto enomem;
         }
@@ -889,18 +922,7 @@ done:
     *ret_policies = out;
     return 0;
 jerr:
-    if (diags) {
-        /* the json helper already formatted "<path>: <msg>" */
-        if (diags->n < DP_POLICY_MAX_DIAGS) {
-            diags->items[diags->n].error = true;
-            if (snprintf(diags->items[diags->n].text, DP_POLICY_DIAG_LEN, "%s", je.msg) < 0)
-                diags->items[diags->n].text[0] = '\0';
-            diags->n++;
-        } else {
-            diags->dropped++;
-        }
-        diags->n_errors++;
-    }
+    jerr_diag(diags, &je);
     r = -EINVAL;
     goto fail;
 enomem:

@@ -28,10 +28,11 @@
 #ifndef DP_POLICY_H
 #define DP_POLICY_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "mesh.h"
 
@@ -89,7 +90,8 @@ int dp_policy_check(const struct dp_mesh_snapshot *s, const struct dp_mesh_workl
 
 /** Warnings and errors of a compiler run, each "<json path>: <message>", e.g.
  *  "spec.rules[1].to[0].operation.methods: ztunnel does not support HTTP attributes (rule
- *  dropped from ALLOW policy)". Keep it zero-initialised before the first use. */
+ *  dropped from ALLOW policy)". Keep it zero-initialised before the first use. Every compiler
+ *  accepts diags == NULL (diagnostics discarded). */
 struct dp_policy_diags {
     size_t n;       /* entries stored in items */
     size_t dropped; /* entries beyond DP_POLICY_MAX_DIAGS */
@@ -117,10 +119,15 @@ struct dp_policy_diags {
  *   - `from` -> one clause (a match per source), `to` -> one clause (a match per operation),
  *     each `when` -> one clause; istio string forms "*", "abc*", "*abc" become presence /
  *     prefix / suffix; ports are strings "8080"; ipBlocks CIDRs.
- * Invalid input (wrong types, bad CIDR, bad port, missing metadata.name) -> -EINVAL with error
- * diagnostics; nothing is returned.
+ *   - ipBlocks with host bits set ("10.1.2.3/8") are masked, with a warning (Istio accepts them).
+ * Errors inside spec.rules (wrong types, bad CIDR, bad port, empty source, `when` without
+ * values) fail closed, as istiod does: an ALLOW rule in error is left out (allows nothing), a
+ * DENY rule in error becomes a match-everything rule (denies everything); the policy is still
+ * returned and each error is an error diagnostic (diags->n_errors > 0: surface it in status).
+ * Errors that leave no policy to emit (CR not an object, missing metadata.name/namespace, spec
+ * not an object, unknown action) -> -EINVAL, nothing returned.
  * @param ret_policies NEW reference to a JSON array of 0 or 1 policy objects.
- * @return 0 (check diags for warnings), -EINVAL, -ENOMEM.
+ * @return 0 (check diags for warnings and rule errors), -EINVAL, -ENOMEM.
  */
 int dp_policy_compile_authz(const json_t *cr, const char *root_ns, json_t **ret_policies,
                             struct dp_policy_diags *diags);

@@ -1,7 +1,5 @@
 /* Unit tests for dataplane/mesh: object decoding (good and hostile input), snapshots, the event
  * stream (upsert/delete/reset/synced, copy-on-write) and outbound destination selection. */
-/* cmocka.h needs the system headers above it */
-/* clang-format off */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,7 +12,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-/* clang-format on */
 
 #include "mesh.h"
 
@@ -110,6 +107,16 @@ static void test_ip_parse(void **state)
     assert_true(dp_mesh_cidr_contains(&c, &(struct dp_mesh_ip){4, {10, 200, 3, 4}}));
     assert_false(dp_mesh_cidr_contains(&c, &(struct dp_mesh_ip){4, {11, 0, 0, 1}}));
     assert_int_equal(dp_mesh_cidr_parse("10.0.0.1/8", &c), -EINVAL); /* host bits */
+    bool hb = false;
+    assert_int_equal(dp_mesh_cidr_parse_masked("10.1.2.3/8", &c, &hb), 0);
+    assert_true(hb);
+    assert_string_equal(dp_mesh_ip_format(&c.ip, buf, sizeof(buf)), "10.0.0.0");
+    assert_int_equal(dp_mesh_cidr_parse_masked("fd00::1/120", &c, &hb), 0);
+    assert_true(hb);
+    assert_int_equal(c.ip.a[15], 0);
+    assert_int_equal(dp_mesh_cidr_parse_masked("10.0.0.0/8", &c, &hb), 0);
+    assert_false(hb);
+    assert_int_equal(dp_mesh_cidr_parse_masked("10.0.0.0/8", &c, NULL), 0);
     assert_int_equal(dp_mesh_cidr_parse("10.0.0.0/33", &c), -EINVAL);
     assert_int_equal(dp_mesh_cidr_parse("10.0.0.0/", &c), -EINVAL);
     assert_int_equal(dp_mesh_cidr_parse("10.0.0.0/-1", &c), -EINVAL);

@@ -1,8 +1,6 @@
 /* Unit tests for dataplane/policy: the L4 evaluator (one table row per rule of the reference
  * §2.6), policy selection for a workload, and the AuthorizationPolicy / PeerAuthentication
  * compilers (§2.6, §2.7). */
-/* cmocka.h needs the system headers above it */
-/* clang-format off */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +10,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-/* clang-format on */
 
 #include "policy.h"
 
@@ -432,6 +429,11 @@ static const struct ap_case ap_cases[] = {
              " \"notPrincipals\": [{\"exact\": \"cluster.local/ns/x/sa/y\"}]},"
              " {\"principals\": [{\"presence\": true}]}]]]"),
          NULL},
+        {"ipBlocks with host bits are masked (Istio accepts them)",
+         AP("app", "",
+            "{\"rules\": [{\"from\": [{\"source\": {\"ipBlocks\": [\"10.1.2.3/8\"]}}]}]}"),
+         OUT("app", "Namespace", "Allow", "false", "[[[{\"sourceIps\": [\"10.0.0.0/8\"]}]]]"),
+         "spec.rules[0].from[0].source.ipBlocks[0]: host bits set; treated as 10.0.0.0/8"},
         {"targetRefs: not for node agents",
          AP("app", "",
             "{\"targetRefs\": [{\"kind\": \"Gateway\", \"group\": "
@@ -480,34 +482,92 @@ static void test_compile_authz(void **state)
     }
 }
 
+/* Errors inside rules fail closed, as istiod does: an ALLOW rule in error is ignored (so it
+ * allows nothing), a DENY rule in error denies everything. The error is still reported. */
+static void test_compile_authz_rule_errors(void **state)
+{
+    static const struct {
+        const char *spec, *err;
+    } cases[] = {
+            {"{\"rules\": [{\"from\": [{\"source\": {\"ipBlocks\": [\"10.0.0.0/33\"]}}]}]}",
+             "spec.rules[0].from[0].source.ipBlocks[0]: not an IP address or CIDR block"},
+            {"{\"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"http\"]}}]}]}",
+             "spec.rules[0].to[0].operation.ports[0]: not a port number 1..65535"},
+            {"{\"rules\": [{\"to\": [{\"operation\": {\"ports\": \"80\"}}]}]}",
+             "spec.rules[0].to[0].operation.ports: expected array, got string"},
+            {"{\"rules\": [{\"from\": [{\"source\": {\"serviceAccounts\": [\"sa\"]}}]}]}",
+             "spec.rules[0].from[0].source.serviceAccounts[0]: service account must be"},
+            {"{\"rules\": [{\"from\": [{\"source\": {}}]}]}",
+             "spec.rules[0].from[0].source: must set at least one field"},
+            {"{\"rules\": [{\"from\": [{}]}]}",
+             "spec.rules[0].from[0].source: required object is missing"},
+            {"{\"rules\": [{\"when\": [{\"key\": \"source.ip\"}]}]}",
+             "spec.rules[0].when[0]: needs values or notValues"},
+            {"{\"rules\": [{\"when\": [{\"key\": \"destination.port\", \"values\": [\"x\"]}]}]}",
+             "spec.rules[0].when[0].values[0]: not a port number"},
+            {"{\"rules\": {}}", "spec.rules: expected array, got object"},
+            {"{\"rules\": [3]}", "spec.rules[0]: expected object, got integer"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int deny = 0; deny < 2; deny++) {
+            struct dp_policy_diags d;
+            json_t *cr = load(AP("app", "", "{}")), *got = NULL, *spec = load(cases[i].spec);
+            json_t *want = load(deny ? OUT("app", "Namespace", "Deny", "false", "[[]]")
+                                     : OUT("app", "Namespace", "Allow", "false", "[]"));
+            if (deny)
+                json_object_set_new(spec, "action", json_string("DENY"));
+            json_object_set_new(cr, "spec", spec);
+            memset(&d, 0, sizeof(d));
+            int r = dp_policy_compile_authz(cr, "istio-system", &got, &d);
+            if (r != 0 || !has_diag(&d, true, cases[i].err))
+                fail_msg("case %zu deny=%d: r=%d, want error \"%s\"", i, deny, r, cases[i].err);
+            if (!json_equal(got, want)) {
+                char *g = json_dumps(got, JSON_COMPACT);
+                print_message("got %s\n", g);
+                free(g);
+                fail_msg("case %zu deny=%d: not failed closed", i, deny);
+            }
+            json_decref(cr);
+            json_decref(got);
+            json_decref(want);
+        }
+    }
+}
+
+/* A good ALLOW rule next to a bad one still applies. */
+static void test_compile_authz_bad_rule_keeps_good(void **state)
+{
+    struct dp_policy_diags d;
+    json_t *cr = load(AP("app", "",
+                         "{\"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"x\"]}}]},"
+                         " {\"to\": [{\"operation\": {\"ports\": [\"80\"]}}]}]}"));
+    json_t *want =
+            load(OUT("app", "Namespace", "Allow", "false", "[[[{\"destinationPorts\": [80]}]]]"));
+    json_t *got = NULL;
+    (void)state;
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(dp_policy_compile_authz(cr, "istio-system", &got, &d), 0);
+    assert_int_equal(d.n_errors, 1);
+    assert_true(json_equal(got, want));
+    json_decref(cr);
+    json_decref(want);
+    json_decref(got);
+    /* and diags may be NULL */
+    cr = load(AP("app", "", "{\"rules\": [{}]}"));
+    assert_int_equal(dp_policy_compile_authz(cr, "istio-system", &got, NULL), 0);
+    json_decref(got);
+    json_decref(cr);
+}
+
+/* Errors that leave no policy to emit. */
 static void test_compile_authz_errors(void **state)
 {
     static const struct {
         const char *cr, *err;
     } cases[] = {
-            {AP("app", "",
-                "{\"rules\": [{\"from\": [{\"source\": {\"ipBlocks\": [\"10.0.0.0/33\"]}}]}]}"),
-             "spec.rules[0].from[0].source.ipBlocks[0]: not an IP address or CIDR block"},
-            {AP("app", "", "{\"rules\": [{\"to\": [{\"operation\": {\"ports\": [\"http\"]}}]}]}"),
-             "spec.rules[0].to[0].operation.ports[0]: not a port number 1..65535"},
-            {AP("app", "", "{\"rules\": [{\"to\": [{\"operation\": {\"ports\": \"80\"}}]}]}"),
-             "spec.rules[0].to[0].operation.ports: expected array, got string"},
-            {AP("app", "",
-                "{\"rules\": [{\"from\": [{\"source\": {\"serviceAccounts\": [\"sa\"]}}]}]}"),
-             "spec.rules[0].from[0].source.serviceAccounts[0]: service account must be"},
-            {AP("app", "", "{\"rules\": [{\"from\": [{\"source\": {}}]}]}"),
-             "spec.rules[0].from[0].source: must set at least one field"},
-            {AP("app", "", "{\"rules\": [{\"from\": [{}]}]}"),
-             "spec.rules[0].from[0].source: required object is missing"},
-            {AP("app", "", "{\"rules\": [{\"when\": [{\"key\": \"source.ip\"}]}]}"),
-             "spec.rules[0].when[0]: needs values or notValues"},
-            {AP("app", "",
-                "{\"rules\": [{\"when\": [{\"key\": \"destination.port\", \"values\": "
-                "[\"x\"]}]}]}"),
-             "spec.rules[0].when[0].values[0]: not a port number"},
             {AP("app", "", "{\"action\": \"MAYBE\"}"), "spec.action: unknown action \"MAYBE\""},
-            {AP("app", "", "{\"rules\": {}}"), "spec.rules: expected array, got object"},
-            {AP("app", "", "{\"rules\": [3]}"), "spec.rules[0]: expected object, got integer"},
+            {AP("app", "", "[]"), "spec: expected object, got array"},
             {"{\"metadata\": {\"namespace\": \"a\"}}", "metadata.name: required field is missing"},
             {"[]", "<root>: expected object, got array"},
     };
@@ -887,6 +947,8 @@ int main(void)
             cmocka_unit_test(test_eval_dry_run),
             cmocka_unit_test(test_check_selection),
             cmocka_unit_test(test_compile_authz),
+            cmocka_unit_test(test_compile_authz_rule_errors),
+            cmocka_unit_test(test_compile_authz_bad_rule_keeps_good),
             cmocka_unit_test(test_compile_authz_errors),
             cmocka_unit_test(test_compile_then_enforce),
             cmocka_unit_test(test_cr_selects),
