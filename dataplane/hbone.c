@@ -620,6 +620,13 @@ static void on_hbs_timer(struct dp_loop *loop, void *arg)
         hbs_set_error(s, "upstream connect: timed out");
         s->stats.response_flags = "CONNECT";
         submit_status(s, 503);
+    } else if (!s->c->server && s->st == HBS_REQUEST && !s->finished) {
+        hbs_set_error(s, "no response to CONNECT in time");
+        s->stats.response_flags = "CONNECT";
+        if (s->on_response != NULL)
+            s->on_response(s, 0, s->stats.error, s->arg);
+        s->rst_fd = true;
+        hbs_finish(s, NULL);
     }
 }
 
@@ -1234,6 +1241,7 @@ static void client_handle_response(struct hbc *c, struct hbs *s)
 
     if (s->st != HBS_REQUEST)
         return;
+    dp_timer_cancel(&s->timer);
     if (status == 200) {
         if (s->on_response != NULL)
             s->on_response(s, 200, "", s->arg);
@@ -1941,6 +1949,9 @@ int dp_hbone_open(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
     }
     s = hbs_new(c);
     dp_defer_init(&s->defer, on_hbs_defer, s);
+    /* the peer gets its own upstream connect timeout, plus our dial and handshake */
+    dp_timer_init(&s->timer, on_hbs_timer, s);
+    dp_timer_arm(c->loop, &s->timer, c->lim.handshake_timeout_ms + c->lim.connect_timeout_ms);
     set_nonblock(app_fd);
     s->fd = app_fd;
     s->on_response = on_response;

@@ -29,6 +29,7 @@
 #define DENY_PORT  4401       /* authorize() refuses this target port */
 #define FAIL_PORT  4503       /* connect() dials a closed port */
 #define OTHER_HOST "10.9.9.9" /* check_authority() refuses this target */
+#define HANG_PORT  4999       /* connect() dials a listener whose backlog is full */
 
 struct up {
     int far; /* test's end of the upstream socketpair */
@@ -48,6 +49,7 @@ struct srv {
     struct up ups[64];
     unsigned n_ups;
     int closed_port;
+    int hang_port;
     struct dp_hbs_stats last;
     char last_authority[64];
     char last_peer[DP_SPIFFE_MAX];
@@ -94,8 +96,9 @@ static int op_connect(void *arg, struct dp_hbone_request *req)
     snprintf(s->last_baggage, sizeof(s->last_baggage), "%s", req->baggage ? req->baggage : "");
     snprintf(s->last_tp, sizeof(s->last_tp), "%s", req->traceparent ? req->traceparent : "");
     snprintf(s->last_fwd, sizeof(s->last_fwd), "%s", req->forwarded ? req->forwarded : "");
-    if (ntohs(t->sin_port) == FAIL_PORT) {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->closed_port)};
+    if (ntohs(t->sin_port) == FAIL_PORT || ntohs(t->sin_port) == HANG_PORT) {
+        int port = ntohs(t->sin_port) == FAIL_PORT ? s->closed_port : s->hang_port;
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
@@ -635,6 +638,48 @@ static void test_client_cert_expired(void **state)
     close(t.app);
     dp_hbone_pool_free(pool);
     dp_identity_unref(old);
+}
+
+static void test_response_timeout(void **state)
+{
+    struct dp_hbone_pool *pool = NULL;
+    struct dp_hbone_limits lim;
+    struct sockaddr_in ha;
+    struct tun t;
+    int hl, fill[4];
+    (void)state;
+
+    /* a listener with a full backlog: connects to it stay in progress */
+    hl = listen_lo(&ha);
+    listen(hl, 0);
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&ha, sizeof(ha));
+    }
+    srv.hang_port = ntohs(ha.sin_port);
+    dp_hbone_limits_default(&lim);
+    lim.handshake_timeout_ms = 100;
+    lim.connect_timeout_ms = 100;
+    assert_int_equal(dp_hbone_pool_new(loop, &lim, &pool), 0);
+    uint64_t t0 = dp_now_ms();
+    open_tun(pool, &t, "127.0.0.1:4999", NULL);
+    PUMP_UNTIL(t.done, 5000);
+    assert_true(t.done);
+    assert_true(t.responded);
+    assert_int_equal(t.status, 0);
+    assert_string_equal(t.st.response_flags, "CONNECT");
+    assert_string_equal(t.st.error, "no response to CONNECT in time");
+    assert_true(dp_now_ms() - t0 >= 190);
+    assert_true(dp_now_ms() - t0 < 3000);
+    /* the connection itself is fine and reusable */
+    unsigned conns;
+    dp_hbone_pool_counts(pool, &conns, NULL);
+    assert_int_equal(conns, 1);
+    close(t.app);
+    dp_hbone_pool_free(pool);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(hl);
 }
 
 static void test_connect_refused(void **state)
@@ -1197,6 +1242,7 @@ int main(void)
             T(test_bad_authority_400),
             T(test_wrong_san_tls_failure),
             T(test_client_cert_expired),
+            T(test_response_timeout),
             T(test_connect_refused),
             T(test_many_streams_and_reuse),
             T(test_stream_cap),
