@@ -18,12 +18,14 @@
 #include "metrics.h"
 #include "operator/operator.h"
 #include "operator/server.h"
+#include "operator/status.h"
 #include "operator/waypoints.h"
 
 #define SCOPE "operator"
 
 struct main_ctx {
     struct op_waypoints *wps;
+    struct op_status *status;
     struct dp_loop *loop;
     FILE *events_out;
     struct op_sub sub;
@@ -42,6 +44,7 @@ static void on_lead(void *arg)
 
     op_set_leader(m->op, true);
     op_waypoints_set_active(m->wps, true);
+    op_status_set_active(m->status, true);
 }
 
 static void on_unlead(void *arg)
@@ -50,6 +53,7 @@ static void on_unlead(void *arg)
 
     op_set_leader(m->op, false);
     op_waypoints_set_active(m->wps, false);
+    op_status_set_active(m->status, false);
 }
 
 static bool on_ready_check(void *arg, char *reason, size_t reason_sz)
@@ -293,6 +297,9 @@ int main(int argc, char **argv)
     if (r < 0)
         goto out;
     m.wps = wps;
+    r = op_status_new(op, &m.status);
+    if (r < 0)
+        goto out;
     if (leader_elect) {
         const char *pod = getenv("POD_NAME");
         char host[256] = "";
@@ -349,6 +356,7 @@ out:
     }
     op_server_free(srv);
     op_waypoints_free(wps);
+    op_status_free(m.status);
     dp_httpd_free(m.mhttpd);
     dp_admin_ready_free(m.ready);
     dp_timer_cancel(&m.stats_timer);

@@ -23,6 +23,7 @@ enum inf_idx {
     INF_GATEWAYS,
     INF_AUTHZ,
     INF_PEERAUTHN,
+    INF_MESHES,
     INF_COUNT,
 };
 
@@ -39,6 +40,7 @@ static const struct {
         [INF_GATEWAYS] = {&DP_KUBE_RES_GATEWAYS, false},
         [INF_AUTHZ] = {&DP_KUBE_RES_AUTHORIZATIONPOLICIES, false},
         [INF_PEERAUTHN] = {&DP_KUBE_RES_PEERAUTHENTICATIONS, false},
+        [INF_MESHES] = {&DP_KUBE_RES_MESHES, false},
 };
 
 struct op_ctx {
@@ -536,6 +538,16 @@ const json_t *op_pods(const struct op_ctx *op)
 const json_t *op_gateways(const struct op_ctx *op)
 {
     return cache(op, INF_GATEWAYS);
+}
+
+const json_t *op_authorization_policies(const struct op_ctx *op)
+{
+    return cache(op, INF_AUTHZ);
+}
+
+const json_t *op_meshes(const struct op_ctx *op)
+{
+    return cache(op, INF_MESHES);
 }
 
 const json_t *op_nodes(const struct op_ctx *op)

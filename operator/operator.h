@@ -79,6 +79,8 @@ const json_t *op_pods(const struct op_ctx *op);
 const json_t *op_gateways(const struct op_ctx *op);
 const json_t *op_nodes(const struct op_ctx *op);
 const json_t *op_services(const struct op_ctx *op);
+const json_t *op_authorization_policies(const struct op_ctx *op);
+const json_t *op_meshes(const struct op_ctx *op);
 
 /** Counters for metrics. */
 struct op_stats {

@@ -485,6 +485,8 @@ static void on_stream_push(struct op_ctx *op, const json_t *events, void *arg)
     uint64_t t0 = dp_now_us();
 
     (void)op;
+    if (json_array_size(events) == 0)
+        return; /* a rebuild that changed nothing */
     if (stream_send(s, events, false)) {
         dp_counter_add(s->srv->m_pushes, 1);
         dp_counter_add(s->srv->m_push_events, json_array_size(events));

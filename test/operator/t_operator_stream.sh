@@ -123,6 +123,30 @@ t_check "every batch ends with synced" bash -c "tail -1 '$EV' | jq -e '.type==\"
 t_check "versions strictly increase" bash -c \
     "jq -s '[.[]|select(.type!=\"synced\")|.version] as \$v | \$v == (\$v|sort|unique)' '$EV' | grep -q true"
 
+# status: AuthorizationPolicy conditions and Mesh install state
+cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: l4-ok, namespace: $ns}
+spec: {action: DENY, rules: [{from: [{source: {namespaces: [legacy]}}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: http-only, namespace: $ns}
+spec: {selector: {matchLabels: {app: reviews}}, action: ALLOW, rules: [{to: [{operation: {methods: [GET]}}]}]}
+---
+apiVersion: install.ambit.dev/v1alpha1
+kind: Mesh
+metadata: {name: amb-mesh-$$}
+spec: {profile: ambient}
+EOF2
+cond_is() { [ "$(kc -n "$ns" get authorizationpolicy "$1" -o jsonpath='{.status.conditions[0].type}={.status.conditions[0].status}/{.status.conditions[0].reason}' 2>/dev/null)" = "$2" ]; }
+mesh_ready() { kc get mesh "amb-mesh-$$" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; }
+t_check "L4 policy: ZtunnelAccepted=True" t_wait_for 20 cond_is l4-ok ZtunnelAccepted=True/Accepted
+t_check "HTTP-only policy: ZtunnelAccepted=False UnsupportedValue" \
+    t_wait_for 20 cond_is http-only ZtunnelAccepted=False/UnsupportedValue
+t_check "Mesh status Ready=True" t_wait_for 20 mesh_ready
+kc delete mesh "amb-mesh-$$" >>"$T_LOG" 2>&1
 t_match "the operator holds the ambit-operator Lease" '.+' \
     "$(kc -n "$opns" get lease ambit-operator -o jsonpath='{.spec.holderIdentity}' 2>&1)"
 # restart: same CA
