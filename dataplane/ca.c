@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -77,6 +78,41 @@ static int set_validity(X509 *x, int64_t not_before, int64_t not_after)
         ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL)
         return -EINVAL;
     return 0;
+}
+
+/* A subjectAltName extension holding exactly one URI, built field by field: never through
+ * OpenSSL's config-string parser, where a ',' in a peer's URI would add more names. */
+static X509_EXTENSION *uri_san_ext(const char *uri, int critical)
+{
+    GENERAL_NAMES *names = GENERAL_NAMES_new();
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+    X509_EXTENSION *ext = NULL;
+
+    if (names == NULL || gn == NULL || ia5 == NULL || !ASN1_STRING_set(ia5, uri, (int)strlen(uri)))
+        goto out;
+    GENERAL_NAME_set0_value(gn, GEN_URI, ia5);
+    ia5 = NULL;
+    if (!sk_GENERAL_NAME_push(names, gn))
+        goto out;
+    gn = NULL;
+    ext = X509V3_EXT_i2d(NID_subject_alt_name, critical, names);
+out:
+    ASN1_IA5STRING_free(ia5);
+    GENERAL_NAME_free(gn);
+    GENERAL_NAMES_free(names);
+    return ext;
+}
+
+/* URIs we put into certificates: 1..URI_MAX printable ASCII bytes, no spaces. */
+static bool uri_ok(const char *uri, size_t len)
+{
+    if (len == 0 || len > URI_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)uri[i] <= 0x20 || (unsigned char)uri[i] >= 0x7f)
+            return false;
+    return true;
 }
 
 /* Self-signed when parent == NULL. */
@@ -234,24 +270,20 @@ int dp_ca_csr_new(EVP_PKEY *key, const char *uri, X509_REQ **ret_csr)
     X509_REQ *req = NULL;
     STACK_OF(X509_EXTENSION) *exts = NULL;
     X509_EXTENSION *ext = NULL;
-    char *val = NULL;
     int r = -EINVAL;
 
-    if (key == NULL || uri == NULL || *uri == '\0' || strlen(uri) > URI_MAX ||
-        strchr(uri, ',') != NULL)
+    if (key == NULL || uri == NULL || !uri_ok(uri, strlen(uri)))
         return -EINVAL;
     r = -ENOMEM;
     req = X509_REQ_new();
     exts = sk_X509_EXTENSION_new_null();
-    if (req == NULL || exts == NULL || asprintf(&val, "URI:%s", uri) < 0) {
-        val = NULL;
+    if (req == NULL || exts == NULL)
         goto out;
-    }
     X509_REQ_set_version(req, 0);
     r = -EINVAL;
     if (!X509_REQ_set_pubkey(req, key))
         goto out;
-    ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, val);
+    ext = uri_san_ext(uri, 0);
     if (ext == NULL || !sk_X509_EXTENSION_push(exts, ext))
         goto out;
     ext = NULL;
@@ -265,7 +297,6 @@ int dp_ca_csr_new(EVP_PKEY *key, const char *uri, X509_REQ **ret_csr)
     r = 0;
 out:
     ERR_clear_error();
-    free(val);
     X509_EXTENSION_free(ext);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     X509_REQ_free(req);
@@ -287,7 +318,7 @@ static int single_uri(const GENERAL_NAMES *names, char **ret_uri)
         return -EINVAL;
     p = ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
     len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
-    if (len <= 0 || len > URI_MAX || memchr(p, '\0', (size_t)len) != NULL)
+    if (len <= 0 || !uri_ok((const char *)p, (size_t)len))
         return -EINVAL;
     s = strndup((const char *)p, (size_t)len);
     if (s == NULL)
@@ -332,7 +363,8 @@ int dp_ca_sign_csr(const struct dp_ca *ca, X509_REQ *csr, int64_t not_before, in
                    X509 **ret_cert)
 {
     X509 *x = NULL;
-    char *uri = NULL, *val = NULL;
+    X509_EXTENSION *san = NULL;
+    char *uri = NULL;
     int r;
 
     if (ca == NULL || csr == NULL || not_after <= not_before)
@@ -342,10 +374,9 @@ int dp_ca_sign_csr(const struct dp_ca *ca, X509_REQ *csr, int64_t not_before, in
         return -EINVAL;
     r = -ENOMEM;
     x = X509_new();
-    if (x == NULL || asprintf(&val, "critical,URI:%s", uri) < 0) {
-        val = NULL;
+    san = uri_san_ext(uri, 1); /* critical: the subject is empty */
+    if (x == NULL || san == NULL)
         goto out;
-    }
     X509_set_version(x, 2);
     if ((r = set_random_serial(x)) < 0 || (r = set_validity(x, not_before, not_after)) < 0)
         goto out;
@@ -357,8 +388,10 @@ int dp_ca_sign_csr(const struct dp_ca *ca, X509_REQ *csr, int64_t not_before, in
         (r = add_ext(ca->cert, x, NID_key_usage, "critical,digitalSignature,keyEncipherment")) <
                 0 ||
         (r = add_ext(ca->cert, x, NID_ext_key_usage, "serverAuth,clientAuth")) < 0 ||
-        (r = add_ext(ca->cert, x, NID_authority_key_identifier, "keyid:always")) < 0 ||
-        (r = add_ext(ca->cert, x, NID_subject_alt_name, val)) < 0)
+        (r = add_ext(ca->cert, x, NID_authority_key_identifier, "keyid:always")) < 0)
+        goto out;
+    r = -ENOMEM;
+    if (!X509_add_ext(x, san, -1))
         goto out;
     r = -EIO;
     if (X509_sign(x, ca->key, EVP_sha256()) <= 0)
@@ -369,8 +402,8 @@ int dp_ca_sign_csr(const struct dp_ca *ca, X509_REQ *csr, int64_t not_before, in
 out:
     ERR_clear_error();
     X509_free(x);
+    X509_EXTENSION_free(san);
     free(uri);
-    free(val);
     return r;
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include <cmocka.h>
 
@@ -140,6 +141,63 @@ static void test_ca_csr(void **state)
     free(uri);
     X509_REQ_free(csr);
     EVP_PKEY_free(key);
+}
+
+/* CSR with an arbitrary SAN config string (test-only: OpenSSL's parser). */
+static X509_REQ *csr_with(EVP_PKEY *key, const char *san_conf)
+{
+    X509_REQ *req = X509_REQ_new();
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san_conf);
+    X509_REQ_set_pubkey(req, key);
+    sk_X509_EXTENSION_push(exts, ext);
+    X509_REQ_add_extensions(req, exts);
+    X509_REQ_sign(req, key, EVP_sha256());
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return req;
+}
+
+static void test_ca_refuses_bad_csrs(void **state)
+{
+    EVP_PKEY *key = NULL, *other = NULL;
+    X509_REQ *csr;
+    X509 *cert = NULL;
+    char *uri = NULL;
+    int64_t now = time(NULL);
+    (void)state;
+
+    assert_int_equal(dp_ca_key_new(&key), 0);
+    assert_int_equal(dp_ca_key_new(&other), 0);
+    static const char *bad[] = {"URI:" ID_A ",URI:" ID_B, "DNS:evil.example",
+                                "URI:" ID_A ",DNS:evil.example", "email:a@b.c"};
+    for (size_t i = 0; i < DP_ARRAY_SIZE(bad); i++) {
+        csr = csr_with(key, bad[i]);
+        assert_int_equal(dp_ca_csr_uri(csr, &uri), -EINVAL);
+        assert_int_equal(dp_ca_sign_csr(ca, csr, now, now + 60, &cert), -EINVAL);
+        X509_REQ_free(csr);
+    }
+    /* signed by a different key than the one it carries */
+    csr = csr_with(key, "URI:" ID_A);
+    X509_REQ_sign(csr, other, EVP_sha256());
+    assert_int_equal(dp_ca_csr_uri(csr, &uri), -EBADMSG);
+    X509_REQ_free(csr);
+    /* no config-string injection: a ',' stays inside the one URI */
+    const char *tricky = "spiffe://cluster.local/ns/a/sa/b,DNS:evil.example";
+    assert_int_equal(dp_ca_csr_new(key, tricky, &csr), 0);
+    assert_int_equal(dp_ca_sign_csr(ca, csr, now, now + 60, &cert), 0);
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    assert_int_equal(sk_GENERAL_NAME_num(names), 1);
+    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, 0);
+    assert_int_equal(gn->type, GEN_URI);
+    assert_int_equal(ASN1_STRING_length(gn->d.uniformResourceIdentifier), (int)strlen(tricky));
+    GENERAL_NAMES_free(names);
+    X509_free(cert);
+    X509_REQ_free(csr);
+    /* control characters and spaces are refused */
+    assert_int_equal(dp_ca_csr_new(key, "spiffe://td/ns/a/sa/b c", &csr), -EINVAL);
+    assert_int_equal(dp_ca_csr_new(key, "spiffe://td/ns/a/sa/b\n", &csr), -EINVAL);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other);
 }
 
 static void test_idstore(void **state)
@@ -478,6 +536,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_spiffe_parse),
             cmocka_unit_test(test_ca_csr),
+            cmocka_unit_test(test_ca_refuses_bad_csrs),
             cmocka_unit_test(test_idstore),
             cmocka_unit_test(test_mtls_good),
             cmocka_unit_test(test_mtls_server_expired),
