@@ -42,7 +42,8 @@ json_t *op_authz_conditions(const json_t *ap, const char *root_ns, json_int_t ge
                                 d.items[i].text);
     if (off >= sizeof(msg))
         off = sizeof(msg) - 1;
-    if (r < 0)
+    /* the compiler may keep going past a bad rule (fail closed) and report it as an error */
+    if (r < 0 || d.n_errors > 0)
         return json_pack("[{s:s,s:s,s:s,s:s,s:I,s:s}]", "type", "ZtunnelAccepted", "status",
                          "False", "reason", "Invalid", "message", off ? msg : "invalid policy",
                          "observedGeneration", gen, "lastTransitionTime", now);
