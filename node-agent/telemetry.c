@@ -19,19 +19,22 @@
 #define MAX_SERIES 20000
 #define LABELS_MAX 4096
 
-enum { M_OPENED, M_CLOSED, M_SENT, M_RECV, M_COUNT };
+enum { M_OPENED, M_CLOSED, M_SENT, M_RECV, M_FAILED, M_COUNT };
 
 static const char *const metric_names[M_COUNT] = {
         "istio_tcp_connections_opened_total",
         "istio_tcp_connections_closed_total",
         "istio_tcp_sent_bytes_total",
         "istio_tcp_received_bytes_total",
+        "istio_tcp_connections_failed_total",
 };
 static const char *const metric_help[M_COUNT] = {
         "The total number of TCP connections opened",
         "The total number of TCP connections closed",
         "The size of total bytes sent during response in case of a TCP connection",
         "The size of total bytes received during request in case of a TCP connection",
+        "The total number of TCP connections that failed to establish (refused, denied, "
+        "no upstream)",
 };
 
 struct series {
@@ -200,10 +203,13 @@ void na_tel_close(struct na_telemetry *tel, struct na_conn_tel *c, uint64_t rx, 
                   const char *flags, const char *error)
 {
     bool failed = error && *error;
+    char labels[LABELS_MAX];
     if (c->opened) {
-        char labels[LABELS_MAX];
         build_labels(c, flags, labels);
         add(tel, labels, M_CLOSED, 1, M_RECV, rx, M_SENT, tx);
+    } else if (failed) {
+        build_labels(c, flags, labels);
+        add(tel, labels, M_FAILED, 1, -1, 0, -1, 0);
     }
     char src[64], dst[64], hb[64], dur[32];
     na_addr_str((const struct sockaddr *)&c->src, src, sizeof(src));
@@ -249,8 +255,9 @@ int na_telemetry_render(struct na_telemetry *tel, struct dp_buf **out)
                              metric_help[m], metric_names[m]);
         for (int i = 0; i < NBUCKETS && ret >= 0; i++)
             for (struct series *s = tel->b[i]; s && ret >= 0; s = s->next)
-                ret = dp_buf_appendf(out, "%s{%s} %llu\n", metric_names[m], s->labels,
-                                     (unsigned long long)s->v[m]);
+                if (s->v[m] != 0) /* one table row serves every metric: skip absent series */
+                    ret = dp_buf_appendf(out, "%s{%s} %llu\n", metric_names[m], s->labels,
+                                         (unsigned long long)s->v[m]);
     }
     uint64_t dropped = tel->dropped;
     pthread_mutex_unlock(&tel->mu);

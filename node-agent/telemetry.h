@@ -43,7 +43,8 @@ void na_telemetry_free(struct na_telemetry *tel);
 
 /** Count a connection as opened (sets c->opened). */
 void na_tel_open(struct na_telemetry *tel, struct na_conn_tel *c);
-/** Count close + bytes (if opened) and write the access log line. `rx` = client->server,
+/** Count close + bytes (if opened; else istio_tcp_connections_failed_total when `error` is
+ *  set) and write the access log line. `rx` = client->server,
  *  `tx` = server->client. `flags` = Istio response_flags ("-" when clean), `error` NULL/"" when
  *  clean. */
 void na_tel_close(struct na_telemetry *tel, struct na_conn_tel *c, uint64_t rx, uint64_t tx,

@@ -120,6 +120,9 @@ static void test_not_opened_not_closed(void **state)
     na_tel_close(t, &c, 0, 0, "-", "no healthy upstream");
     char *s = render(t);
     assert_null(strstr(s, "istio_tcp_connections_closed_total{"));
+    const char *f = strstr(s, "istio_tcp_connections_failed_total{reporter=\"source\"");
+    assert_non_null(f);
+    assert_non_null(strstr(f, "response_flags=\"-\""));
     assert_non_null(strstr(s, "# TYPE istio_tcp_connections_closed_total counter"));
     free(s);
     na_telemetry_free(t);

@@ -44,6 +44,9 @@ l4_client c 10.77.0.2 8080 strict >>"$T_LOG" 2>&1
 t_eq "strict: non-mesh client is reset (no answer)" "2" "$?"
 out=$(l4_client a 10.77.0.2 8080 strict-meshed 2>>"$T_LOG")
 t_eq "strict: meshed client still works" "echo:strict-meshed" "$out"
+t_match "strict: counted as a failed connection with response_flags DENY" \
+    'istio_tcp_connections_failed_total\{reporter="destination".*response_flags="DENY",connection_security_policy="unknown"\} [1-9]' \
+    "$(l4_ns n2 curl -s http://127.0.0.1:15020/metrics)"
 t_match "strict: the destination logs the policy rejection" \
     'connection closed due to policy rejection.*explicitly denied by: istio-system/istio_converted_static_strict|explicitly denied by: istio-system/istio_converted_static_strict' \
     "$(cat "$T_DIR/n2.log")"
