@@ -31,7 +31,8 @@
  * A held/streaming resp handle stays valid until the owner calls finish/stream_end, gets -EPIPE
  * from stream_write, or until on_abort(resp, arg) has been called (peer gone, write
  * failure/timeout, server freed). on_abort is called at most once, from the loop (deferred stage or
- * dp_httpd_free), never from inside a dp_httpd_resp_* call; it must not touch resp after returning.
+ * dp_httpd_free), never from inside a dp_httpd_resp_* call; the response is over by then, so it
+ * must not call dp_httpd_resp_* on resp.
  * After finish/stream_end it is never called.
  *
  * Never frees a connection inside its own callback: connections are released from a dp_defer.
