@@ -366,8 +366,10 @@ size_t dp_mesh_global_policies(const struct dp_mesh_snapshot *s,
 /**
  * Folds the operator's config stream (one parsed JSON event at a time) into snapshots.
  * Events accumulate in a pending state; `synced` publishes it as a new snapshot. `reset`
- * clears the pending state (the last published snapshot stays in force until the next
- * `synced`: the agent keeps serving the last good config). `ping` is ignored.
+ * returns the pending state to the stream's base (the file config given to
+ * dp_mesh_stream_new, or empty) and starts a new version epoch; the last published snapshot
+ * stays in force until the next `synced` (the agent keeps serving the last good config).
+ * `ping` is ignored.
  * A bad event (malformed object, unknown kind/type) is rejected with -EINVAL and leaves the
  * pending state unchanged (the previous version of that object stays), like an xDS NACK.
  * Not thread-safe: one stream is fed from one loop.
@@ -379,7 +381,8 @@ enum {
     DP_MESH_FEED_PUBLISHED = 1, /* *ret_snap holds a NEW snapshot to swap in */
 };
 
-/** @param base initial state (borrowed, may be NULL = empty), e.g. the file config. */
+/** @param base initial state and what `reset` returns to (may be NULL = empty), e.g. the file
+ *  config; the stream takes its own reference. */
 int dp_mesh_stream_new(const struct dp_mesh_snapshot *base, struct dp_mesh_stream **ret_stream);
 void dp_mesh_stream_free(struct dp_mesh_stream *st); /* accepts NULL */
 /**
@@ -393,7 +396,7 @@ int dp_mesh_stream_feed(struct dp_mesh_stream *st, const json_t *event,
 #define DP_MESH_MAX_EVENT_LINE (16u << 20)
 int dp_mesh_stream_feed_line(struct dp_mesh_stream *st, const char *line, size_t len,
                              struct dp_mesh_snapshot **ret_snap, char *errbuf, size_t errsz);
-/** Highest version seen (for `?since=` on reconnect). */
+/** Highest version seen since the last `reset` (for `?since=` on reconnect). */
 uint64_t dp_mesh_stream_version(const struct dp_mesh_stream *st);
 /** Publish the pending state now (without waiting for `synced`). NEW reference. */
 int dp_mesh_stream_publish(struct dp_mesh_stream *st, struct dp_mesh_snapshot **ret_snap);

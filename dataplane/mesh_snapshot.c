@@ -452,20 +452,31 @@ static void pending_done(struct pending *p)
         hmap_done(&p->m[k]);
 }
 
+/* add every object of `base` (maps must be initialised; entries with equal keys replaced) */
+static int pending_add_all(struct pending *p, const struct dp_mesh_snapshot *base)
+{
+    int r;
+    for (unsigned k = 0; base && k < DP_MESH_KIND_COUNT; k++) {
+        for (size_t i = 0; i < base->n[k]; i++) {
+            void *o = base->objs[k][i], *old = NULL;
+            if ((r = hmap_put(&p->m[k], dp_mesh_object_key((enum dp_mesh_kind)k, o), o, &old)) < 0)
+                return r;
+            dp_mesh_object_ref((enum dp_mesh_kind)k, o);
+            dp_mesh_object_unref((enum dp_mesh_kind)k, old);
+        }
+    }
+    return 0;
+}
+
 static int pending_init(struct pending *p, const struct dp_mesh_snapshot *base)
 {
     int r;
     memset(p, 0, sizeof(*p));
-    for (unsigned k = 0; k < DP_MESH_KIND_COUNT; k++) {
+    for (unsigned k = 0; k < DP_MESH_KIND_COUNT; k++)
         if ((r = hmap_init(&p->m[k], base ? base->n[k] : 0, false)) < 0)
             goto err;
-        for (size_t i = 0; base && i < base->n[k]; i++) {
-            void *o = base->objs[k][i];
-            if ((r = hmap_put(&p->m[k], dp_mesh_object_key((enum dp_mesh_kind)k, o), o, NULL)) < 0)
-                goto err;
-            dp_mesh_object_ref((enum dp_mesh_kind)k, o);
-        }
-    }
+    if ((r = pending_add_all(p, base)) < 0)
+        goto err;
     p->version = base ? base->version : 0;
     return 0;
 err:
@@ -736,6 +747,7 @@ out:
 struct dp_mesh_stream {
     struct pending p;
     uint64_t seen_version;
+    struct dp_mesh_snapshot *base; /* reference; what `reset` returns to (NULL = empty) */
 };
 
 int dp_mesh_stream_new(const struct dp_mesh_snapshot *base, struct dp_mesh_stream **ret_stream)
@@ -748,6 +760,8 @@ int dp_mesh_stream_new(const struct dp_mesh_snapshot *base, struct dp_mesh_strea
         free(st);
         return r;
     }
+    /* the refcount is the one mutable part of a published snapshot */
+    st->base = dp_mesh_snapshot_ref((struct dp_mesh_snapshot *)base);
     st->seen_version = st->p.version;
     *ret_stream = st;
     return 0;
@@ -758,6 +772,7 @@ void dp_mesh_stream_free(struct dp_mesh_stream *st)
     if (!st)
         return;
     pending_done(&st->p);
+    dp_mesh_snapshot_unref(st->base);
     free(st);
 }
 
@@ -768,6 +783,15 @@ int dp_mesh_stream_feed(struct dp_mesh_stream *st, const json_t *event,
     int r = apply_event(&st->p, event, &res, errbuf, errsz);
     if (r < 0)
         return r;
+    if (res == EV_RESET) {
+        /* back to the base layer (the node agent's file config); versions restart with the
+         * server's new epoch */
+        if ((r = pending_add_all(&st->p, st->base)) < 0) {
+            dp_mesh_set_err(errbuf, errsz, "out of memory");
+            return r;
+        }
+        st->seen_version = st->p.version;
+    }
     if (st->p.version > st->seen_version)
         st->seen_version = st->p.version;
     if (res != EV_SYNCED)

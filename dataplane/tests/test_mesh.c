@@ -648,6 +648,39 @@ static void test_stream(void **state)
     dp_mesh_snapshot_unref(s4);
 }
 
+/* reset returns to the base (file config) layer and starts a new version epoch */
+static void test_stream_reset_to_base(void **state)
+{
+    struct dp_mesh_snapshot *base = snap_from(CONFIG), *s1 = NULL, *s2 = NULL;
+    struct dp_mesh_stream *st = NULL;
+    struct dp_mesh_ip filewl = ip("10.244.1.5"), streamed = ip("10.9.9.9");
+    (void)state;
+    assert_int_equal(dp_mesh_stream_new(base, &st), 0);
+    dp_mesh_snapshot_unref(base); /* the stream holds its own reference */
+    assert_int_equal(feed(st,
+                          "{\"type\":\"upsert\",\"version\":100,\"kind\":\"workload\",\"key\":"
+                          "\"s/x\",\"object\":{\"name\":\"x\",\"namespace\":\"ns\",\"addresses\":"
+                          "[\"10.9.9.9\"]}}",
+                          &s1),
+                     DP_MESH_FEED_OK);
+    assert_int_equal(feed(st, "{\"type\":\"synced\",\"version\":100}", &s1),
+                     DP_MESH_FEED_PUBLISHED);
+    assert_non_null(dp_mesh_workload_by_ip(s1, &filewl));
+    assert_non_null(dp_mesh_workload_by_ip(s1, &streamed));
+    assert_int_equal(dp_mesh_stream_version(st), 100);
+    /* operator restarted: new epoch with lower versions */
+    assert_int_equal(feed(st, "{\"type\":\"reset\",\"version\":3}", &s2), DP_MESH_FEED_OK);
+    assert_int_equal(dp_mesh_stream_version(st), 3);
+    assert_int_equal(feed(st, "{\"type\":\"synced\",\"version\":4}", &s2), DP_MESH_FEED_PUBLISHED);
+    assert_non_null(dp_mesh_workload_by_ip(s2, &filewl)); /* file layer kept */
+    assert_null(dp_mesh_workload_by_ip(s2, &streamed));   /* streamed state forgotten */
+    assert_int_equal(dp_mesh_stream_version(st), 4);
+    assert_int_equal(dp_mesh_snapshot_version(s2), 4);
+    dp_mesh_stream_free(st);
+    dp_mesh_snapshot_unref(s1);
+    dp_mesh_snapshot_unref(s2);
+}
+
 /* 10k workloads: a delta must not re-decode and must still be correct */
 static void test_stream_scale(void **state)
 {
@@ -890,15 +923,25 @@ static void test_pick_endpoint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_ip_parse),        cmocka_unit_test(test_ip_sockaddr),
-            cmocka_unit_test(test_decode_config),   cmocka_unit_test(test_encode_roundtrip),
-            cmocka_unit_test(test_decode_bad),      cmocka_unit_test(test_decode_bounds),
-            cmocka_unit_test(test_decode_key),      cmocka_unit_test(test_config_errors),
-            cmocka_unit_test(test_load_file_yaml),  cmocka_unit_test(test_apply_delta),
-            cmocka_unit_test(test_apply_bad_event), cmocka_unit_test(test_stream),
-            cmocka_unit_test(test_stream_scale),    cmocka_unit_test(test_stream_random_model),
-            cmocka_unit_test(test_select_service),  cmocka_unit_test(test_select_pod_and_unknown),
-            cmocka_unit_test(test_select_waypoint), cmocka_unit_test(test_pick_endpoint),
+            cmocka_unit_test(test_ip_parse),
+            cmocka_unit_test(test_ip_sockaddr),
+            cmocka_unit_test(test_decode_config),
+            cmocka_unit_test(test_encode_roundtrip),
+            cmocka_unit_test(test_decode_bad),
+            cmocka_unit_test(test_decode_bounds),
+            cmocka_unit_test(test_decode_key),
+            cmocka_unit_test(test_config_errors),
+            cmocka_unit_test(test_load_file_yaml),
+            cmocka_unit_test(test_apply_delta),
+            cmocka_unit_test(test_apply_bad_event),
+            cmocka_unit_test(test_stream),
+            cmocka_unit_test(test_stream_reset_to_base),
+            cmocka_unit_test(test_stream_scale),
+            cmocka_unit_test(test_stream_random_model),
+            cmocka_unit_test(test_select_service),
+            cmocka_unit_test(test_select_pod_and_unknown),
+            cmocka_unit_test(test_select_waypoint),
+            cmocka_unit_test(test_pick_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
