@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "agent.h"
+#include "enrol.h"
 #include "hbone.h"
 #include "identity.h"
 #include "log.h"
@@ -274,6 +275,9 @@ int na_agent_start(struct na_agent *a)
     ret = adopt_config_pods(a);
     if (ret < 0)
         return ret;
+    ret = na_enrol_new(a, &a->enrol);
+    if (ret < 0)
+        return ret;
     atomic_store(&a->ready, true);
     dp_info("node", "ambit-node ready", DP_LS("node", a->opt.node_name),
             DP_LU("workers", a->nworkers), DP_LS("run_dir", a->opt.run_dir));
@@ -299,6 +303,7 @@ void na_agent_free(struct na_agent *a)
     na_opclient_stop(a->opclient);
     if (a->workers) {
         na_workers_stop(a->workers, a->nworkers);
+        na_enrol_free(a->enrol);
         na_servers_free(a);
         na_pods_release_all(a);
         for (unsigned i = 0; i < a->nworkers; i++)

@@ -21,6 +21,7 @@ struct na_worker;
 struct na_pod;
 struct na_identity;
 struct na_telemetry;
+struct na_enrol;
 
 #define NA_MARK            0x539u
 #define NA_PORT_OUTBOUND   15001
@@ -48,6 +49,7 @@ struct na_options {
     const char *operator_url;   /* AMBIT_OPERATOR: config stream + certificates (opclient.h) */
     const char *operator_token; /* AMBIT_OPERATOR_TOKEN: bearer token file */
     const char *operator_ca;    /* AMBIT_OPERATOR_CA: root verifying the operator */
+    const char *kubeconfig; /* --kubeconfig: turns the enrolment loop on (enrol.h) */
 };
 
 /** Fill defaults (ports, mark, run dir, cores, drain 30 s) then apply the environment
@@ -70,6 +72,7 @@ struct na_agent {
     struct na_identity *identity;
     struct na_opclient *opclient; /* NULL without --operator */
     struct na_telemetry *tel;
+    struct na_enrol *enrol;   /* NULL without API access (enrol.h) */
 
     void *cni_server;         /* httpd on cni.sock */
     void *metrics_server, *ready_server, *admin_server;

@@ -31,7 +31,9 @@ static void usage(FILE *f)
             "  --connect-timeout-ms MS  upstream connect timeout (default 10000)\n"
             "  --operator URL         operator for config + certificates (env AMBIT_OPERATOR)\n"
             "  --operator-token PATH  bearer token file (env AMBIT_OPERATOR_TOKEN)\n"
-            "  --operator-ca PATH     root verifying the operator (env AMBIT_OPERATOR_CA)\n");
+            "  --operator-ca PATH     root verifying the operator (env AMBIT_OPERATOR_CA)\n"
+            "  --kubeconfig PATH      enrol pods of ambient namespaces (also in-cluster; see "
+            "docs/node-agent.md)\n");
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *ret)
@@ -69,6 +71,7 @@ int main(int argc, char **argv)
             {"operator", required_argument, NULL, 'O'},
             {"operator-token", required_argument, NULL, 'W'},
             {"operator-ca", required_argument, NULL, 'A'},
+            {"kubeconfig", required_argument, NULL, 'k'},
             {"help", no_argument, NULL, 'h'},
             {0},
     };
@@ -91,6 +94,7 @@ int main(int argc, char **argv)
         case 'O': o.operator_url = optarg; break;
         case 'W': o.operator_token = optarg; break;
         case 'A': o.operator_ca = optarg; break;
+        case 'k': o.kubeconfig = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# l4_enrol.sh — the node agent's enrolment loop (node-agent/enrol.h) against a real
+# kube-apiserver (test/cluster's when KUBECONFIG answers, else test/operator/bare-apiserver.sh):
+# pod objects bound to a fake node, status patched to Running with the IP of a real netns.
+#   namespace labelled after the pod started -> listeners 15001/15006/15008 (fwmark 0x539) in
+#   the pod netns, ambit's nft table + policy routing, annotation redirection=enabled, no restart;
+#   a pod opting out (label none) is left alone; label removed -> listeners, rules, annotation gone;
+#   agent stopped -> rules stay (pod still captured); agent restarted -> listeners back;
+#   label removed while the agent is down -> cleaned up on start; pod deleted -> released.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+. test/lib/testlib.sh
+. test/operator/lib.sh
+t_begin l4_enrol
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+NODE_BIN=$BUILD/bin/ambit-node
+
+ID=$$
+NS=amb-en-$ID
+NODE=amb-en-node-$ID
+PODNS=amb-en-$ID-a   # enrolled pod's netns
+OPTNS=amb-en-$ID-b   # opted-out pod's netns
+IP_A=10.213.$((ID % 250)).$((ID / 250 % 200 + 10))
+IP_B=10.214.$((ID % 250)).$((ID / 250 % 200 + 10))
+AGENT_PID=
+RUN=$T_DIR/run
+
+cleanup() {
+    if [ -n "$AGENT_PID" ]; then
+        kill -9 "$AGENT_PID" 2>/dev/null
+        wait "$AGENT_PID" 2>/dev/null
+    fi
+    ip netns del "$PODNS" 2>/dev/null
+    ip netns del "$OPTNS" 2>/dev/null
+    kc delete ns "$NS" --wait=false >/dev/null 2>&1
+    op_cleanup
+    return 0
+}
+
+op_api_up >>"$T_LOG" 2>&1 || { t_fail "API server available"; t_end; exit 1; }
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_METRICS=$(freeport)
+P_READY=$(freeport)
+P_ADMIN=$(freeport)
+
+mkns() { # <netns> <ip>
+    ip netns add "$1" || return 1
+    ip -n "$1" link set lo up
+    ip -n "$1" link add eth0 type veth peer name eth1 || return 1
+    ip -n "$1" link set eth1 up
+    ip -n "$1" addr add "$2/32" dev eth0
+    ip -n "$1" link set eth0 up
+}
+mkns "$PODNS" "$IP_A" && mkns "$OPTNS" "$IP_B" || { t_fail "create pod netns"; t_end; exit 1; }
+
+kc create ns "$NS" >>"$T_LOG" 2>&1
+kc -n "$NS" create serviceaccount default >>"$T_LOG" 2>&1
+cat <<EOF | kc apply -f - >>"$T_LOG" 2>&1
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: $NS, labels: {app: app}}
+spec: {nodeName: $NODE, automountServiceAccountToken: false, containers: [{name: c, image: none}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: optout, namespace: $NS, labels: {istio.io/dataplane-mode: none}}
+spec: {nodeName: $NODE, automountServiceAccountToken: false, containers: [{name: c, image: none}]}
+EOF
+running() { # <pod> <ip>
+    kc -n "$NS" patch pod "$1" --subresource=status --type=merge \
+        -p "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$2\",\"podIPs\":[{\"ip\":\"$2\"}]}}"
+}
+t_check "pod app Running with $IP_A (status subresource)" running app "$IP_A"
+t_check "pod optout Running with $IP_B" running optout "$IP_B"
+
+start_agent() {
+    LOG_LEVEL=info "$NODE_BIN" --node "$NODE" --kubeconfig "$KUBECONFIG" --run-dir "$RUN" \
+        --workers 2 --drain-ms 300 --metrics "127.0.0.1:$P_METRICS" \
+        --ready "127.0.0.1:$P_READY" --admin "127.0.0.1:$P_ADMIN" >>"$T_DIR/agent.log" 2>&1 &
+    AGENT_PID=$!
+    t_wait_for 10 curl -sf "http://127.0.0.1:$P_READY/healthz/ready" &&
+        t_wait_for 15 grep -q "pods and namespaces synced" "$T_DIR/agent.log"
+}
+stop_agent() {
+    kill -TERM "$AGENT_PID" 2>/dev/null
+    wait "$AGENT_PID" 2>/dev/null
+    AGENT_PID=
+}
+nlisten() { ip netns exec "$1" ss -ltnH 2>/dev/null | wc -l; }
+has_listeners() { [ "$(nlisten "$1")" -ge 3 ]; }
+no_listeners() { [ "$(nlisten "$1")" -eq 0 ]; }
+has_table() { ip netns exec "$1" nft list table inet ambit >/dev/null 2>&1; }
+no_table() { ! has_table "$1"; }
+annotation() {
+    kc -n "$NS" get pod "$1" -o jsonpath='{.metadata.annotations.ambient\.istio\.io/redirection}' 2>/dev/null
+}
+annotated() { [ "$(annotation "$1")" = enabled ]; }
+not_annotated() { [ -z "$(annotation "$1")" ]; }
+waitfor() { t_wait_for "${WAIT:-15}" "$@"; }
+
+mkdir -p "$RUN"
+: >"$T_DIR/agent.log"
+t_check "agent starts with --kubeconfig and syncs pods + namespaces" start_agent
+sleep 0.5
+t_eq "namespace not labelled: no listeners in the pod netns" "0" "$(nlisten "$PODNS")"
+t_check "namespace not labelled: no redirection table" no_table "$PODNS"
+t_check "namespace not labelled: no annotation" not_annotated app
+
+# --- late enrolment: label the namespace, no restart
+kc label ns "$NS" istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
+t_check "namespace labelled -> listeners appear in the running pod's netns" waitfor has_listeners "$PODNS"
+listeners=$(ip netns exec "$PODNS" ss -ltne 2>/dev/null)
+for p in 15001 15006 15008; do
+    t_match "listener :$p in the pod netns, fwmark 0x539" "0.0.0.0:$p .*fwmark:0x539" "$listeners"
+done
+t_check "redirection table inet ambit installed" has_table "$PODNS"
+t_match "outbound TCP redirected to 15001" 'redirect to :15001' \
+    "$(ip netns exec "$PODNS" nft list table inet ambit 2>&1)"
+t_match "policy routing: fwmark 0x111/0xfff lookup 100" 'fwmark 0x111/0xfff lookup 100' \
+    "$(ip -n "$PODNS" rule 2>&1)"
+t_check "annotation ambient.istio.io/redirection=enabled" waitfor annotated app
+t_eq "agent was not restarted" "1" "$(grep -c 'ambit-node ready' "$T_DIR/agent.log")"
+t_match "log names how the netns was found" 'pod enrolled.*found_by="?netns dir' "$(cat "$T_DIR/agent.log")"
+t_eq "opted-out pod: no listeners" "0" "$(nlisten "$OPTNS")"
+t_check "opted-out pod: no redirection table" no_table "$OPTNS"
+t_check "opted-out pod: no annotation" not_annotated optout
+t_match "config_dump lists the enrolled pod" "\"$NS\"" \
+    "$(curl -s "http://127.0.0.1:$P_ADMIN/config_dump")"
+
+# --- un-enrol: remove the label
+kc label ns "$NS" istio.io/dataplane-mode- >>"$T_LOG" 2>&1
+t_check "label removed -> listeners gone" waitfor no_listeners "$PODNS"
+t_check "label removed -> redirection table gone" waitfor no_table "$PODNS"
+t_eq "label removed -> policy routing gone" "" "$(ip -n "$PODNS" rule 2>&1 | grep 'lookup 100')"
+t_check "label removed -> annotation removed" waitfor not_annotated app
+
+# --- pod label alone enrols it; agent restart keeps it captured
+kc -n "$NS" label pod app istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
+t_check "pod label -> enrolled" waitfor has_listeners "$PODNS"
+t_check "pod label -> annotated" waitfor annotated app
+stop_agent
+t_check "agent stopped: redirection stays (pod still captured)" has_table "$PODNS"
+t_check "agent stopped: annotation stays" annotated app
+t_check "agent restarted" start_agent
+t_check "agent restarted -> listeners back in the pod netns" waitfor has_listeners "$PODNS"
+t_check "agent restarted -> redirection still present" has_table "$PODNS"
+t_check "agent restarted -> still annotated" annotated app
+t_eq "agent restarted -> still exactly 3 listeners" "3" "$(nlisten "$PODNS")"
+
+# --- label removed while the agent is down: cleaned up when it comes back
+stop_agent
+kc -n "$NS" label pod app istio.io/dataplane-mode- >>"$T_LOG" 2>&1
+t_check "agent restarted after the label went" start_agent
+t_check "stale enrolment: redirection removed on start" waitfor no_table "$PODNS"
+t_check "stale enrolment: annotation removed on start" waitfor not_annotated app
+t_eq "stale enrolment: no listeners" "0" "$(nlisten "$PODNS")"
+
+# --- pod deletion releases it
+kc label ns "$NS" istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
+t_check "re-labelled -> enrolled" waitfor has_listeners "$PODNS"
+kc -n "$NS" delete pod app --grace-period=0 --force >>"$T_LOG" 2>&1
+t_check "pod deleted -> listeners gone" waitfor no_listeners "$PODNS"
+t_check "pod deleted -> redirection removed" waitfor no_table "$PODNS"
+t_check "agent still ready" curl -sf "http://127.0.0.1:$P_READY/healthz/ready"
+t_eq "opted-out pod never touched" "0" "$(nlisten "$OPTNS")"
+
+t_end
