@@ -4,7 +4,8 @@
  *   CNI mode:     CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS|GC ... ambit-cni < config
  *   install mode: ambit-cni install --bin-dir D --conf-dir C [--agent-socket S] [--run-dir R]
  *                            [--kubeconfig K] [--exclude-namespaces a,b] [--dns-capture]
- *                            [--write-kubeconfig] [--watch [--uninstall-on-exit]]
+ *                            [--host-conf-dir H] [--write-kubeconfig|--no-write-kubeconfig]
+ *                            [--watch [--uninstall-on-exit]]
  *                 ambit-cni uninstall --bin-dir D --conf-dir C
  *
  * --watch is the cni DaemonSet's main process: it stays up, puts the plugin back whenever the
@@ -13,6 +14,7 @@
  * pods wait for the next agent rather than start uncaptured) unless --uninstall-on-exit.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -79,39 +81,62 @@ static int usage(FILE *f)
     fprintf(f, "usage: ambit-cni install|uninstall --bin-dir DIR --conf-dir DIR\n"
                "         [--agent-socket PATH] [--run-dir DIR] [--kubeconfig PATH]\n"
                "         [--exclude-namespaces NS,NS] [--dns-capture]\n"
-               "         [--write-kubeconfig] [--watch [--uninstall-on-exit]]\n"
+               "         [--host-conf-dir DIR] [--write-kubeconfig|--no-write-kubeconfig]\n"
+               "         [--watch [--uninstall-on-exit]]\n"
                "       (as a CNI plugin it is run by the container runtime with CNI_* set)\n");
     return 2;
 }
 
 #define WATCH_RECHECK_MS 60000
+#define KUBECONFIG_NAME  "ambit-cni-kubeconfig"
 
-static int install_once(const struct cni_install_opts *o, const char *kc, bool write_kc)
+struct inst {
+    struct cni_install_opts o;
+    const char *kc_write;   /* where to write the plugin's kubeconfig (our view); NULL: don't */
+    const char *ready_file; /* <run-dir>/cni-ready while installed (watch mode), or NULL */
+};
+
+static void set_ready(const struct inst *in, bool ready)
+{
+    if (in->ready_file == NULL)
+        return;
+    if (!ready) {
+        unlink(in->ready_file);
+        return;
+    }
+    int fd = open(in->ready_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+}
+
+static int install_once(const struct inst *in)
 {
     char err[512] = "";
     int r;
-    if (write_kc) {
+    if (in->kc_write) {
         const char *sa = getenv("AMBIT_SA_DIR");
-        r = cni_install_write_kubeconfig(kc, sa ? sa : "/var/run/secrets/kubernetes.io/serviceaccount",
+        r = cni_install_write_kubeconfig(in->kc_write,
+                                         sa ? sa : "/var/run/secrets/kubernetes.io/serviceaccount",
                                          getenv("KUBERNETES_SERVICE_HOST"),
                                          getenv("KUBERNETES_SERVICE_PORT"), err, sizeof(err));
         if (r < 0) {
             dp_error("cni-install", "cannot write the plugin's kubeconfig", DP_LS("detail", err),
                      DP_LERR(r));
+            set_ready(in, false);
             return r;
         }
         if (r > 0)
-            dp_info("cni-install", "kubeconfig written", DP_LS("path", kc));
+            dp_info("cni-install", "kubeconfig written", DP_LS("path", in->kc_write));
     }
-    r = cni_install(o, err, sizeof(err));
+    r = cni_install(&in->o, err, sizeof(err));
     if (r < 0)
         dp_error("cni-install", "install failed", DP_LS("detail", err), DP_LERR(r));
+    set_ready(in, r == 0);
     return r;
 }
 
 /* Stay up and keep the plugin chained. Returns the exit status. */
-static int watch(const struct cni_install_opts *o, const char *kc, bool write_kc,
-                 bool uninstall_on_exit)
+static int watch(const struct inst *in, bool uninstall_on_exit)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -121,14 +146,14 @@ static int watch(const struct cni_install_opts *o, const char *kc, bool write_kc
     int sfd = signalfd(-1, &set, SFD_CLOEXEC);
     int ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (sfd < 0 || ifd < 0 ||
-        inotify_add_watch(ifd, o->conf_dir,
+        inotify_add_watch(ifd, in->o.conf_dir,
                           IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE) < 0) {
-        dp_error("cni-install", "cannot watch the CNI conf dir", DP_LS("dir", o->conf_dir),
+        dp_error("cni-install", "cannot watch the CNI conf dir", DP_LS("dir", in->o.conf_dir),
                  DP_LERR(-errno));
         return 1;
     }
-    dp_info("cni-install", "watching", DP_LS("conf_dir", o->conf_dir));
-    install_once(o, kc, write_kc);
+    dp_info("cni-install", "watching", DP_LS("conf_dir", in->o.conf_dir));
+    install_once(in);
     for (;;) {
         struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ifd, .events = POLLIN}};
         int n = poll(p, 2, WATCH_RECHECK_MS);
@@ -144,11 +169,12 @@ static int watch(const struct cni_install_opts *o, const char *kc, bool write_kc
             while (read(ifd, buf, sizeof(buf)) > 0)
                 ;
         }
-        install_once(o, kc, write_kc); /* cheap and idempotent: unchanged files are not rewritten */
+        install_once(in); /* cheap and idempotent: unchanged files are not rewritten */
     }
+    set_ready(in, false);
     if (uninstall_on_exit) {
         char err[512] = "";
-        int r = cni_uninstall(o, err, sizeof(err));
+        int r = cni_uninstall(&in->o, err, sizeof(err));
         if (r < 0) {
             dp_error("cni-install", "uninstall failed", DP_LS("detail", err), DP_LERR(r));
             return 1;
@@ -160,26 +186,45 @@ static int watch(const struct cni_install_opts *o, const char *kc, bool write_kc
     return 0;
 }
 
+static bool env_true(const char *name)
+{
+    const char *v = getenv(name);
+    return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+/*
+ * Paths written into the conflist are read by the runtime on the host; the installer usually
+ * runs in a container that sees the host's conf dir under /host. --host-conf-dir says where the
+ * conf dir is on the host; by default a leading "/host" is dropped (the chart's mount layout).
+ * Settings come from flags, else from the environment the cni chart's ConfigMap provides
+ * (EXCLUDE_NAMESPACES, AMBIENT_DNS_CAPTURE, AMBIENT_IPV6, LOG_LEVEL). The kubeconfig is written
+ * when --write-kubeconfig is given or when running in a pod (KUBERNETES_SERVICE_HOST set),
+ * unless --no-write-kubeconfig.
+ */
 static int install_main(int argc, char **argv)
 {
     static const struct option opts[] = {
             {"bin-dir", required_argument, NULL, 'b'},
             {"conf-dir", required_argument, NULL, 'c'},
+            {"host-conf-dir", required_argument, NULL, 'H'},
             {"agent-socket", required_argument, NULL, 's'},
             {"run-dir", required_argument, NULL, 'r'},
             {"kubeconfig", required_argument, NULL, 'k'},
             {"exclude-namespaces", required_argument, NULL, 'x'},
             {"dns-capture", no_argument, NULL, 'd'},
             {"write-kubeconfig", no_argument, NULL, 'W'},
+            {"no-write-kubeconfig", no_argument, NULL, 'N'},
             {"watch", no_argument, NULL, 'w'},
             {"uninstall-on-exit", no_argument, NULL, 'U'},
             {"help", no_argument, NULL, 'h'},
             {0},
     };
-    const char *bin = NULL, *conf = NULL, *sock = NULL, *run = NULL, *kc = NULL, *ex = NULL;
-    bool dns = false, install = strcmp(argv[1], "install") == 0;
-    bool write_kc = false, watching = false, uninstall_on_exit = false;
-    char err[512] = "";
+    const char *bin = NULL, *conf = NULL, *host_conf = NULL, *sock = NULL, *run = NULL;
+    const char *kc = NULL, *ex = getenv("EXCLUDE_NAMESPACES");
+    bool dns = env_true("AMBIENT_DNS_CAPTURE"), install = strcmp(argv[1], "install") == 0;
+    bool write_kc = getenv("KUBERNETES_SERVICE_HOST") != NULL, watching = false;
+    bool uninstall_on_exit = false;
+    char err[512] = "", kcbuf[4096], kcw[4096], hc[2048], ready[4096];
     int c, r;
 
     optind = 2;
@@ -187,39 +232,57 @@ static int install_main(int argc, char **argv)
         switch (c) {
         case 'b': bin = optarg; break;
         case 'c': conf = optarg; break;
+        case 'H': host_conf = optarg; break;
         case 's': sock = optarg; break;
         case 'r': run = optarg; break;
         case 'k': kc = optarg; break;
         case 'x': ex = optarg; break;
         case 'd': dns = true; break;
         case 'W': write_kc = true; break;
+        case 'N': write_kc = false; break;
         case 'w': watching = true; break;
         case 'U': uninstall_on_exit = true; break;
         case 'h': return usage(stdout) - 2;
         default: return usage(stderr);
         }
     }
-    if (bin == NULL || conf == NULL || optind != argc)
+    if (bin == NULL || conf == NULL || optind != argc || strlen(conf) >= 2000 ||
+        (host_conf && strlen(host_conf) >= 2000))
         return usage(stderr);
-    char kcbuf[4096];
-    if (kc == NULL) { /* the agent writes it beside the CNI config */
-        snprintf(kcbuf, sizeof(kcbuf), "%s/ambit-cni-kubeconfig", conf);
+    if (host_conf == NULL) {
+        host_conf = strncmp(conf, "/host/", 6) == 0 ? conf + 5 : conf;
+    }
+    snprintf(hc, sizeof(hc), "%s", host_conf);
+    if (kc == NULL) { /* the plugin reads it beside the CNI config */
+        snprintf(kcbuf, sizeof(kcbuf), "%s/%s", hc, KUBECONFIG_NAME);
         kc = kcbuf;
     }
-    struct cni_install_opts o = {.bin_dir = bin, .conf_dir = conf};
-    o.plugin = cni_install_plugin_entry(sock, run, kc, ex, dns);
-    if (o.plugin == NULL)
+    snprintf(kcw, sizeof(kcw), "%s/%s", conf, KUBECONFIG_NAME);
+    struct inst in = {.o = {.bin_dir = bin, .conf_dir = conf},
+                      .kc_write = write_kc ? kcw : NULL};
+    if (watching) {
+        snprintf(ready, sizeof(ready), "%s/cni-ready", run ? run : CNI_DEFAULT_RUN_DIR);
+        in.ready_file = ready;
+    }
+    in.o.plugin = cni_install_plugin_entry(sock, run, kc, ex && *ex ? ex : NULL, dns);
+    if (in.o.plugin == NULL)
         return 1;
+    const char *v6 = getenv("AMBIENT_IPV6");
+    if (v6 && (strcmp(v6, "false") == 0 || strcmp(v6, "0") == 0))
+        json_object_set_new(in.o.plugin, "ipv6", json_false());
+    const char *ll = getenv("LOG_LEVEL");
+    if (ll && *ll)
+        json_object_set_new(in.o.plugin, "log_level", json_string(ll));
     if (install && watching) {
-        r = watch(&o, kc, write_kc, uninstall_on_exit);
-        json_decref(o.plugin);
+        r = watch(&in, uninstall_on_exit);
+        json_decref(in.o.plugin);
         return r;
     }
     if (install)
-        r = install_once(&o, kc, write_kc);
+        r = install_once(&in);
     else
-        r = cni_uninstall(&o, err, sizeof(err));
-    json_decref(o.plugin);
+        r = cni_uninstall(&in.o, err, sizeof(err));
+    json_decref(in.o.plugin);
     if (r < 0) {
         if (!install)
             dp_error("cni-install", "uninstall failed", DP_LS("detail", err), DP_LERR(r));

@@ -35,7 +35,7 @@ inst() {
 # background form: exec, so $! is ambit-cni itself (signals reach it, not a wrapper shell)
 inst_watch() {
     exec "$CNI_BIN" install --watch "$@" --bin-dir "$BIN" --conf-dir "$CONF" \
-        --agent-socket "$CNI_SOCK" --run-dir "$CNI_RUN" --kubeconfig "$CNI_DIR/kubeconfig" \
+            --agent-socket "$CNI_SOCK" --run-dir "$CNI_RUN" --kubeconfig "$CNI_DIR/kubeconfig" \
         >>"$CNI_DIR/install.log" 2>&1
 }
 types() { jq -r '[.plugins[].type] | join(" ")' "$1"; }
@@ -76,10 +76,12 @@ jq '.plugins |= map(select(.type != "ambit-cni"))' "$LIST" >"$CNI_DIR/rewritten"
     mv "$CNI_DIR/rewritten" "$LIST"
 last_is_ours() { jq -e '.plugins[-1].type == "ambit-cni"' "$LIST" >/dev/null; }
 t_check "watch: plugin re-inserted after the primary CNI rewrote the file" t_wait_for 5 last_is_ours
+t_check "watch: readiness file while installed" test -e "$CNI_RUN/cni-ready"
 t_eq "watch: exactly one entry of ours" 1 "$(jq '[.plugins[] | select(.type == "ambit-cni")] | length' "$LIST")"
 kill -TERM $WPID
 wait $WPID
 t_eq "watch: exits 0 on SIGTERM" 0 $?
+t_expect_fail "watch: readiness file removed on exit" test -e "$CNI_RUN/cni-ready"
 t_eq "watch: plugin left in place on exit" "bridge ambit-cni" "$(types "$LIST")"
 
 : >"$CNI_DIR/install.log"
@@ -104,12 +106,24 @@ mkdir -p "$SA"
 printf 'ca-bytes\n' >"$SA/ca.crt"
 printf 'sa-token\n' >"$SA/token"
 t_check "install --write-kubeconfig" env AMBIT_SA_DIR="$SA" KUBERNETES_SERVICE_HOST=10.96.0.1 \
-    KUBERNETES_SERVICE_PORT=443 "$CNI_BIN" install --bin-dir "$BIN" --conf-dir "$CONF" \
-    --kubeconfig "$CNI_DIR/kc-written" --write-kubeconfig
-t_eq "kubeconfig mode 0600" 600 "$(stat -c %a "$CNI_DIR/kc-written")"
+    KUBERNETES_SERVICE_PORT=443 "$CNI_BIN" install --bin-dir "$BIN" --conf-dir "$CONF" --write-kubeconfig
+KC="$CONF/ambit-cni-kubeconfig"
+t_eq "kubeconfig mode 0600" 600 "$(stat -c %a "$KC")"
 t_eq "kubeconfig server and token" "https://10.96.0.1:443 sa-token" \
-    "$(jq -r '"\(.clusters[0].cluster.server) \(.users[0].user.token)"' "$CNI_DIR/kc-written")"
-t_eq "conflist points the plugin at it" "$CNI_DIR/kc-written" "$(jq -r '.plugins[-1].kubeconfig' "$LIST")"
+    "$(jq -r '"\(.clusters[0].cluster.server) \(.users[0].user.token)"' "$KC")"
+t_eq "conflist points the plugin at it" "$KC" "$(jq -r '.plugins[-1].kubeconfig' "$LIST")"
+t_eq "the runtime ignores the kubeconfig file (still one primary)" "bridge ambit-cni" "$(types "$LIST")"
+# in the DaemonSet the host's conf dir is mounted under /host: paths in the conflist are the
+# host's, the file is written where the installer sees it; settings come from the ConfigMap env
+t_check "install as the chart runs it (env settings, host path mapping)" env AMBIT_SA_DIR="$SA" \
+    KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 EXCLUDE_NAMESPACES=kube-system,amb-x \
+    AMBIENT_DNS_CAPTURE=true AMBIENT_IPV6=false LOG_LEVEL=debug \
+    "$CNI_BIN" install --bin-dir="$BIN" --conf-dir="$CONF" --host-conf-dir=/etc/cni/net.d --run-dir="$CNI_RUN"
+t_eq "conflist: host path of the kubeconfig" "/etc/cni/net.d/ambit-cni-kubeconfig" \
+    "$(jq -r '.plugins[-1].kubeconfig' "$LIST")"
+t_eq "conflist: settings from the environment" "kube-system,amb-x true false debug" \
+    "$(jq -r '.plugins[-1] | "\(.exclude_namespaces | join(",")) \(.dns_capture) \(.ipv6) \(.log_level)"' "$LIST")"
+t_check "kubeconfig written in the mounted dir" test -s "$KC"
 out=$(env -u KUBERNETES_SERVICE_HOST "$CNI_BIN" install --bin-dir "$BIN" --conf-dir "$CONF" \
     --kubeconfig "$CNI_DIR/kc-2" --write-kubeconfig 2>&1)
 t_eq "--write-kubeconfig outside a pod fails" 1 $?
