@@ -449,6 +449,16 @@ int dp_mesh_select_destination(const struct dp_mesh_snapshot *s,
                                uint16_t port, dp_mesh_rng_fn *rng, void *rng_arg,
                                struct dp_mesh_dest *ret_dest);
 
+/**
+ * Is workload `w` (borrowed) the waypoint serving destination `dst`? True when `dst` is a
+ * service VIP or a workload IP whose waypoint reference resolves to `w` (w owns one of the
+ * waypoint addresses, or is an endpoint of the waypoint's service). The inbound HBONE check of
+ * reference §2.5 uses it: a CONNECT authority that is not the pod's own IP is accepted only
+ * when the pod is the waypoint for it.
+ */
+bool dp_mesh_is_waypoint_for(const struct dp_mesh_snapshot *s, const struct dp_mesh_workload *w,
+                             const struct dp_mesh_ip *dst);
+
 /** Weighted-random pick among `n` workloads by capacity (unhealthy ones skipped unless
  *  allow_unhealthy). Returns the index or -EHOSTUNREACH when nothing is pickable. */
 int dp_mesh_pick_endpoint(const struct dp_mesh_workload *const *list, size_t n,

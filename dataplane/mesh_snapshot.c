@@ -1153,3 +1153,20 @@ int dp_mesh_select_destination(const struct dp_mesh_snapshot *s,
     *ret_dest = d;
     return 0;
 }
+
+bool dp_mesh_is_waypoint_for(const struct dp_mesh_snapshot *s, const struct dp_mesh_workload *w,
+                             const struct dp_mesh_ip *dst)
+{
+    struct dp_mesh_ip ip = *dst;
+    const struct dp_mesh_service *svc;
+    const struct dp_mesh_workload *target;
+
+    if (!w)
+        return false;
+    dp_mesh_ip_normalise(&ip);
+    svc = dp_mesh_service_by_vip(s, &ip);
+    if (svc)
+        return svc->waypoint && source_is_gateway(s, w, svc->waypoint);
+    target = dp_mesh_workload_by_ip(s, &ip);
+    return target && target->waypoint && source_is_gateway(s, w, target->waypoint);
+}

@@ -899,6 +899,14 @@ static void test_select_waypoint(void **state)
     assert_ptr_equal(d.workload, wp);
     assert_true(dp_mesh_ip_equal(&d.authority_ip, &pinned));
     assert_int_equal(d.authority_port, 7000);
+    /* inbound: the waypoint pod may accept the VIP and the pinned pod as authority */
+    struct dp_mesh_ip appip = ip("10.1.0.1");
+    const struct dp_mesh_workload *app = dp_mesh_workload_by_ip(s, &appip);
+    assert_true(dp_mesh_is_waypoint_for(s, wp, &vip));
+    assert_true(dp_mesh_is_waypoint_for(s, wp, &pinned));
+    assert_false(dp_mesh_is_waypoint_for(s, wp, &appip)); /* app pod has no own waypoint */
+    assert_false(dp_mesh_is_waypoint_for(s, app, &vip));
+    assert_false(dp_mesh_is_waypoint_for(s, NULL, &vip));
     /* ... referenced by key only: the waypoint itself goes straight to the pod */
     assert_int_equal(dp_mesh_select_destination(s, wp, &pinned, 7000, NULL, NULL, &d), 0);
     assert_int_equal(d.kind, DP_MESH_DEST_WORKLOAD);
