@@ -113,8 +113,30 @@ struct hbc {
     socklen_t dst_len;
 };
 
+/* Client: what is needed to send the CONNECT again on another connection when the peer
+ * refused the stream unprocessed (REFUSED_STREAM, or beyond a GOAWAY's last stream id).
+ * Kept only until the response arrives. */
+struct hbs_req {
+    struct dp_hbone_pool *pool;
+    struct dp_identity *src_id;
+    struct sockaddr_storage dst;
+    socklen_t dst_len;
+    char *sans[DP_TLS_MAX_SANS];
+    unsigned n_sans;
+    uint64_t scope;
+    dp_hbone_socket_fn *open_socket;
+    void *open_arg;
+    char *authority;
+    char *baggage;
+    char *forwarded;
+    char traceparent[56];
+    unsigned retries;
+};
+
 struct hbs {
     struct hbc *c;
+    struct hbs_req *creq; /* client, until the response */
+    bool retry_pending;
     struct dp_list link;
     enum hbs_state st;
     int32_t id;
@@ -351,6 +373,19 @@ static struct hbs *hbs_new(struct hbc *c)
     return s;
 }
 
+static void hbs_req_free(struct hbs_req *q)
+{
+    if (q == NULL)
+        return;
+    dp_identity_unref(q->src_id);
+    for (unsigned i = 0; i < q->n_sans; i++)
+        free(q->sans[i]);
+    free(q->authority);
+    free(q->baggage);
+    free(q->forwarded);
+    free(q);
+}
+
 static void hbs_free(struct hbs *s)
 {
     struct hbc *c = s->c;
@@ -370,6 +405,7 @@ static void hbs_free(struct hbs *s)
         }
     }
     dp_buf_free(s->to_h2);
+    hbs_req_free(s->creq);
     free(s->method);
     free(s->authority);
     free(s->baggage);
@@ -383,12 +419,19 @@ static void hbs_free(struct hbs *s)
 }
 
 /* Runs after dispatch: call the done callback once, free when nghttp2 is done with us. */
+static void hbs_retry(struct hbs *s);
+
 static void on_hbs_defer(struct dp_loop *loop, void *arg)
 {
     struct hbs *s = arg;
     struct hbc *c = s->c;
     (void)loop;
 
+    if (s->retry_pending && !s->finished) {
+        s->retry_pending = false;
+        hbs_retry(s);
+        return;
+    }
     if (s->finished && !s->done_called) {
         s->done_called = true;
         s->stats.end_ms = dp_now_ms();
@@ -1242,6 +1285,8 @@ static void client_handle_response(struct hbc *c, struct hbs *s)
     if (s->st != HBS_REQUEST)
         return;
     dp_timer_cancel(&s->timer);
+    hbs_req_free(s->creq); /* answered: no retry any more */
+    s->creq = NULL;
     if (status == 200) {
         if (s->on_response != NULL)
             s->on_response(s, 200, "", s->arg);
@@ -1395,6 +1440,13 @@ static int on_h2_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t e
     if (s->st == HBS_RESPONDING) {
         hbs_h2_gone(s);
         hbs_finish(s, NULL);
+    } else if (error_code == NGHTTP2_REFUSED_STREAM && !c->server && s->st == HBS_REQUEST &&
+               !s->finished && s->creq != NULL && s->creq->retries < 2) {
+        /* not processed by the peer: safe to send again, from the defer stage */
+        s->creq->retries++;
+        s->retry_pending = true;
+        hbs_h2_gone(s);
+        dp_loop_defer(c->loop, &s->defer);
     } else if (error_code != NGHTTP2_NO_ERROR && !s->finished) {
         if (s->st == HBS_REQUEST && !c->server)
             s->stats.response_flags = "CONNECT";
@@ -1908,76 +1960,109 @@ static struct hbc *pool_find(struct dp_hbone_pool *pool, const struct dp_hbone_t
     return NULL;
 }
 
-int dp_hbone_open(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
-                  const struct dp_hbone_connect *req, int app_fd, dp_hbs_response_cb *on_response,
-                  dp_hbs_done_cb *on_done, void *arg, struct hbs **ret_hbs)
+static struct hbs_req *hbs_req_new(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
+                                   const struct dp_hbone_connect *req)
 {
-    char tp[56];
+    struct hbs_req *q = calloc(1, sizeof(*q));
+
+    if (q == NULL)
+        return NULL;
+    q->pool = pool;
+    q->src_id = dp_identity_ref(t->src_id);
+    memcpy(&q->dst, t->dst, DP_MIN((size_t)t->dst_len, sizeof(q->dst)));
+    q->dst_len = t->dst_len;
+    q->scope = t->scope;
+    q->open_socket = t->open_socket;
+    q->open_arg = t->open_arg;
+    for (unsigned i = 0; i < t->n_sans; i++) {
+        q->sans[i] = strdup(t->sans[i]);
+        if (q->sans[i] == NULL)
+            goto fail;
+        q->n_sans = i + 1;
+    }
+    q->authority = strdup(req->authority);
+    q->baggage = req->baggage ? strdup(req->baggage) : NULL;
+    q->forwarded = req->forwarded ? strdup(req->forwarded) : NULL;
+    if (q->authority == NULL || (req->baggage && !q->baggage) || (req->forwarded && !q->forwarded))
+        goto fail;
+    if (req->traceparent != NULL)
+        snprintf(q->traceparent, sizeof(q->traceparent), "%s", req->traceparent);
+    else
+        dp_hbone_traceparent(q->traceparent);
+    return q;
+fail:
+    hbs_req_free(q);
+    return NULL;
+}
+
+static void hbs_target(const struct hbs_req *q, struct dp_hbone_target *t)
+{
+    *t = (struct dp_hbone_target){
+            .src_id = q->src_id,
+            .dst = (const struct sockaddr *)&q->dst,
+            .dst_len = q->dst_len,
+            .sans = (const char *const *)q->sans,
+            .n_sans = q->n_sans,
+            .scope = q->scope,
+            .open_socket = q->open_socket,
+            .open_arg = q->open_arg,
+    };
+}
+
+/* Pick or dial a connection for s->creq, attach s to it, submit the CONNECT. Failures end
+ * the stream from the loop (never synchronously through callbacks). Returns 0, or -ENOMEM
+ * before anything was attached. */
+static int hbs_attach_submit(struct hbs *s)
+{
+    struct hbs_req *q = s->creq;
+    struct dp_hbone_pool *pool = q->pool;
+    struct dp_hbone_target t;
     nghttp2_nv nv[5];
     size_t nnv = 0;
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = on_h2_data_read};
     struct hbc *c;
-    struct hbs *s;
-    char *key = NULL;
+    char *key;
     int r, dial = 0;
-    nghttp2_data_provider prd = {.read_callback = on_h2_data_read};
 
-    if (pool == NULL || t == NULL || t->src_id == NULL || t->dst == NULL || t->n_sans == 0 ||
-        t->n_sans > DP_TLS_MAX_SANS || t->sans == NULL || req == NULL || req->authority == NULL ||
-        on_done == NULL || app_fd < 0)
-        goto einval;
-    if (!header_value_ok(req->authority) || (req->baggage && !header_value_ok(req->baggage)) ||
-        (req->forwarded && !header_value_ok(req->forwarded)) ||
-        (req->traceparent && !header_value_ok(req->traceparent)))
-        goto einval;
-    key = make_key(t);
-    if (key == NULL) {
-        close_fd(app_fd, true);
+    hbs_target(q, &t);
+    key = make_key(&t);
+    if (key == NULL)
         return -ENOMEM;
-    }
-    c = pool_find(pool, t, key);
+    c = pool_find(pool, &t, key);
     if (c != NULL) {
         free(key);
-        key = NULL;
     } else {
-        dial = hbc_dial(pool, t, key, &c);
+        dial = hbc_dial(pool, &t, key, &c);
         if (dial < 0) {
             free(key);
-            close_fd(app_fd, true);
             return dial;
         }
-        key = NULL;
     }
-    s = hbs_new(c);
-    dp_defer_init(&s->defer, on_hbs_defer, s);
-    /* the peer gets its own upstream connect timeout, plus our dial and handshake */
-    dp_timer_init(&s->timer, on_hbs_timer, s);
-    dp_timer_arm(c->loop, &s->timer, c->lim.handshake_timeout_ms + c->lim.connect_timeout_ms);
-    set_nonblock(app_fd);
-    s->fd = app_fd;
-    s->on_response = on_response;
-    s->on_done = on_done;
-    s->arg = arg;
+    s->c = c;
+    s->stats.peer_id = c->peer_id; /* the new connection's, if this is a retry */
+    dp_list_add_tail(&c->streams, &s->link);
+    c->n_live++;
+    s->h2_gone = false;
+    s->id = -1;
     if (dial == 1) {
         /* the socket could not even be opened: fail from the loop, not from inside this call */
         s->stats.response_flags = "CONNECT";
         s->id = 0;
+        s->h2_gone = true;
         dp_timer_arm(c->loop, &c->timer, 0);
-        goto out;
+        return 0;
     }
 #define NV(n, v)                                                                                   \
     nv[nnv++] = (nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v),                 \
                              NGHTTP2_NV_FLAG_NO_COPY_NAME}
     NV(":method", "CONNECT");
-    NV(":authority", req->authority);
-    if (req->baggage != NULL)
-        NV("baggage", req->baggage);
-    if (req->forwarded != NULL)
-        NV("forwarded", req->forwarded);
-    if (req->traceparent == NULL)
-        dp_hbone_traceparent(tp);
-    NV("traceparent", req->traceparent ? req->traceparent : tp);
+    NV(":authority", q->authority);
+    if (q->baggage != NULL)
+        NV("baggage", q->baggage);
+    if (q->forwarded != NULL)
+        NV("forwarded", q->forwarded);
+    NV("traceparent", q->traceparent);
 #undef NV
-    prd.source.ptr = s;
     r = nghttp2_submit_request(c->h2, NULL, nv, nnv, &prd, s);
     if (r < 0) {
         s->h2_gone = true;
@@ -1985,7 +2070,7 @@ int dp_hbone_open(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
         s->stats.response_flags = "CONNECT";
         s->rst_fd = true;
         hbs_finish(s, NULL);
-        goto out;
+        return 0;
     }
     s->id = r;
     c->n_open++;
@@ -1993,7 +2078,83 @@ int dp_hbone_open(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
     if (c->st == HBC_CONNECTING || c->st == HBC_HANDSHAKE)
         dp_timer_arm(c->loop, &c->timer, c->lim.handshake_timeout_ms);
     hbc_schedule_flush(c);
-out:
+    return 0;
+}
+
+/* The peer refused the stream unprocessed: move it to another (or a new) connection. */
+static void hbs_retry(struct hbs *s)
+{
+    struct hbc *old = s->c;
+
+    dp_list_del(&s->link);
+    old->n_live--;
+    if (old->st == HBC_CLOSED && old->n_live == 0)
+        dp_loop_defer(old->loop, &old->free_defer);
+    /* the refusing connection takes no new streams (the peer is at its limit or leaving) */
+    if (old->reusable && !old->server) {
+        old->reusable = false;
+        dp_list_del(&old->pool_link);
+    }
+    if (hbs_attach_submit(s) < 0) {
+        /* keep s attached somewhere so its lifecycle completes: back on the old hbc */
+        dp_list_add_tail(&old->streams, &s->link);
+        old->n_live++;
+        s->c = old;
+        s->stats.peer_id = old->peer_id;
+        s->h2_gone = true;
+        s->rst_fd = true;
+        hbs_finish(s, "retry after REFUSED_STREAM: out of memory");
+    }
+}
+
+int dp_hbone_open(struct dp_hbone_pool *pool, const struct dp_hbone_target *t,
+                  const struct dp_hbone_connect *req, int app_fd, dp_hbs_response_cb *on_response,
+                  dp_hbs_done_cb *on_done, void *arg, struct hbs **ret_hbs)
+{
+    struct hbs *s;
+    int r;
+
+    if (pool == NULL || t == NULL || t->src_id == NULL || t->dst == NULL || t->n_sans == 0 ||
+        t->n_sans > DP_TLS_MAX_SANS || t->sans == NULL || req == NULL || req->authority == NULL ||
+        on_done == NULL || app_fd < 0)
+        goto einval;
+    for (unsigned i = 0; i < t->n_sans; i++)
+        if (t->sans[i] == NULL)
+            goto einval;
+    if (!header_value_ok(req->authority) || (req->baggage && !header_value_ok(req->baggage)) ||
+        (req->forwarded && !header_value_ok(req->forwarded)) ||
+        (req->traceparent && !header_value_ok(req->traceparent)))
+        goto einval;
+    s = dp_xmalloc(sizeof(*s));
+    s->fd = -1;
+    s->id = -1;
+    dp_io_init(&s->io, -1, NULL, s);
+    dp_list_init(&s->link);
+    dp_defer_init(&s->defer, on_hbs_defer, s);
+    dp_timer_init(&s->timer, on_hbs_timer, s);
+    s->stats.start_ms = dp_now_ms();
+    s->stats.response_flags = "-";
+    s->creq = hbs_req_new(pool, t, req);
+    if (s->creq == NULL) {
+        free(s);
+        close_fd(app_fd, true);
+        return -ENOMEM;
+    }
+    r = hbs_attach_submit(s);
+    if (r < 0) {
+        hbs_req_free(s->creq);
+        free(s);
+        close_fd(app_fd, true);
+        return r;
+    }
+    /* the peer gets its own upstream connect timeout, plus our dial and handshake */
+    dp_timer_arm(pool->loop, &s->timer,
+                 pool->lim.handshake_timeout_ms + pool->lim.connect_timeout_ms);
+    set_nonblock(app_fd);
+    s->fd = app_fd;
+    s->on_response = on_response;
+    s->on_done = on_done;
+    s->arg = arg;
     if (ret_hbs != NULL)
         *ret_hbs = s;
     return 0;

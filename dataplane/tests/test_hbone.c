@@ -756,12 +756,12 @@ static void test_many_streams_and_reuse(void **state)
         assert_memory_equal(buf, exp, 9);
         close(t[i].app);
     }
-    PUMP_UNTIL(srv.streams_done == N, 5000);
     for (unsigned u = 0; u < srv.n_ups; u++) {
         close(srv.ups[u].far);
         srv.ups[u].far = -1;
     }
-    PUMP_UNTIL(t[N - 1].done, 5000);
+    PUMP_UNTIL(srv.streams_done == N && t[N - 1].done, 5000);
+    assert_int_equal(srv.streams_done, N);
     for (int i = 0; i < N; i++)
         assert_true(t[i].done);
     dp_hbone_pool_counts(pool, &conns, &streams);
@@ -774,9 +774,58 @@ static void test_many_streams_and_reuse(void **state)
     assert_int_equal(t[0].status, 200);
     assert_int_equal(srv.accepts, 1);
     close(t[0].app);
+    close(srv.ups[N].far);
+    srv.ups[N].far = -1;
     PUMP_UNTIL(t[0].done, 5000);
+    assert_true(t[0].done);
+    assert_string_equal(t[0].st.error, "");
     dp_hbone_pool_free(pool);
     free(t);
+}
+
+/* A peer with a lower stream limit refuses the extra streams before its SETTINGS arrive:
+ * those are retried on another connection instead of failing the app connection. */
+static void test_refused_stream_retried(void **state)
+{
+    struct dp_hbone_pool *pool = NULL;
+    enum { N = 3 };
+    static struct tun t[N];
+    (void)state;
+
+    srv.lim.max_streams = 1;
+    assert_int_equal(dp_hbone_pool_new(loop, NULL, &pool), 0);
+    for (int i = 0; i < N; i++)
+        open_tun(pool, &t[i], "127.0.0.1:9000", NULL);
+    PUMP_UNTIL(t[0].responded && t[1].responded && t[2].responded, 5000);
+    for (int i = 0; i < N; i++) {
+        if (t[i].status != 200)
+            fail_msg("stream %d: status %d error '%s'", i, t[i].status, t[i].error);
+    }
+    assert_true(srv.accepts >= 2);
+    /* bytes flow on a retried stream */
+    char buf[4];
+    bool eof;
+    write_all(t[2].app, "ping", 4);
+    bool found = false;
+    uint64_t end = dp_now_ms() + 5000;
+    (void)eof;
+    while (!found && dp_now_ms() < end) {
+        for (unsigned u = 0; u < srv.n_ups && !found; u++)
+            if (read(srv.ups[u].far, buf, 4) == 4 && memcmp(buf, "ping", 4) == 0)
+                found = true;
+        dp_loop_run_once(loop, 1);
+    }
+    assert_true(found);
+    for (int i = 0; i < N; i++)
+        close(t[i].app);
+    for (unsigned u = 0; u < srv.n_ups; u++) {
+        close(srv.ups[u].far);
+        srv.ups[u].far = -1;
+    }
+    PUMP_UNTIL(t[0].done && t[1].done && t[2].done, 5000);
+    for (int i = 0; i < N; i++)
+        assert_true(t[i].done);
+    dp_hbone_pool_free(pool);
 }
 
 static void test_stream_cap(void **state)
@@ -1246,6 +1295,7 @@ int main(void)
             T(test_connect_refused),
             T(test_many_streams_and_reuse),
             T(test_stream_cap),
+            T(test_refused_stream_retried),
             T(test_idle_timeout),
             T(test_renewed_identity_new_connection),
             T(test_drain),
