@@ -138,6 +138,7 @@ static void usage(FILE *f)
                "  --metrics-listen ADDR metrics + /healthz/ready (default 0.0.0.0:15014)\n"
                "  --token-audience AUD  audience of node agent tokens (default istio-ca; '' = any)\n"
                "  --no-leader-elect     write without a Lease (single replica, tests)\n"
+               "  --write-selector SEL  only write into namespaces/Mesh objects matching SEL\n"
                "  --node-agent-account NS/SA  trusted node agent service account (repeatable;\n"
                "                        default <namespace>/ztunnel and <namespace>/ambit-node)\n");
 }
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
             {"token-audience", required_argument, NULL, 'a'},
             {"node-agent-account", required_argument, NULL, 'A'},
             {"no-leader-elect", no_argument, NULL, 'L'},
+            {"write-selector", required_argument, NULL, 'W'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
     };
@@ -252,6 +254,13 @@ int main(int argc, char **argv)
             break;
         case 'L':
             leader_elect = false;
+            break;
+        case 'W':
+            if (dp_kube_selector_matches(optarg, NULL) < 0) {
+                fprintf(stderr, "ambit-operator: --write-selector: bad selector\n");
+                return 2;
+            }
+            opts.write_selector = optarg;
             break;
         case 'A':
             if (n_accounts >= 16 || strchr(optarg, '/') == NULL) {

@@ -312,7 +312,11 @@ static void queue_root(struct op_ctx *op, const json_t *ns_obj)
 {
     const char *name = dp_kube_meta_str(ns_obj, "name");
 
-    if (!op->opts.publish_roots || name == NULL)
+    if (!op->opts.publish_roots || name == NULL ||
+        (op->opts.write_selector != NULL &&
+         dp_kube_selector_matches(op->opts.write_selector,
+                                  json_object_get(json_object_get(ns_obj, "metadata"),
+                                                  "labels")) != 1))
         return;
     if (dp_kube_queue_add(&op->roots, name, dp_loop_now(op->loop), 0) == 0)
         roots_kick(op);
@@ -332,9 +336,14 @@ static void on_obj_add(json_t *obj, void *arg)
 
 static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
 {
+    struct op_ctx *op = arg;
+
     (void)old_obj;
-    (void)new_obj;
-    mark_dirty(arg);
+    if (json_is_string(json_object_get(new_obj, "kind")) &&
+        strcmp(json_string_value(json_object_get(new_obj, "kind")), "Namespace") == 0 &&
+        op->opts.write_selector != NULL)
+        queue_root(op, new_obj);
+    mark_dirty(op);
 }
 
 static void on_obj_delete(json_t *obj, void *arg)
@@ -508,6 +517,20 @@ void op_set_leader(struct op_ctx *op, bool leader)
 bool op_is_leader(const struct op_ctx *op)
 {
     return op->leader;
+}
+
+bool op_may_write(const struct op_ctx *op, const char *ns, const json_t *labels)
+{
+    if (!op->leader)
+        return false;
+    if (op->opts.write_selector == NULL || op->opts.write_selector[0] == '\0')
+        return true;
+    if (ns != NULL) {
+        const json_t *nso = dp_kube_informer_get(op->inf[INF_NAMESPACES], ns);
+
+        labels = json_object_get(json_object_get(nso, "metadata"), "labels");
+    }
+    return dp_kube_selector_matches(op->opts.write_selector, labels) == 1;
 }
 
 const struct op_ca *op_ca(const struct op_ctx *op)

@@ -30,6 +30,9 @@ struct op_options {
     uint64_t debounce_max_ms;    /* 1000 */
     int64_t cert_ttl_s;          /* 86400 */
     bool publish_roots;          /* write istio-ca-root-cert ConfigMaps (default true) */
+    const char *write_selector;  /* label selector: only write into namespaces (and Mesh
+                                    objects) whose labels match; NULL = everywhere. For
+                                    tests sharing a cluster with a real operator. */
 };
 
 void op_options_defaults(struct op_options *o);
@@ -65,6 +68,9 @@ json_t *op_events_since(const struct op_ctx *op, uint64_t since);
  *  Becoming leader re-queues every namespace. Default: leader (no election). */
 void op_set_leader(struct op_ctx *op, bool leader);
 bool op_is_leader(const struct op_ctx *op);
+/** May the operator write objects in namespace ns (NULL = a cluster-scoped object with
+ *  `labels`)? Leader and write_selector checks. */
+bool op_may_write(const struct op_ctx *op, const char *ns, const json_t *labels);
 
 /** Subscribe to pushes (sub is caller-owned, embedded). */
 void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg);

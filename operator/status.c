@@ -149,9 +149,12 @@ static void on_push(struct op_ctx *op, const json_t *events, void *arg)
     json_object_foreach((json_t *)op_authorization_policies(op), k, ap) {
         json_int_t gen = json_integer_value(json_object_get(json_object_get(ap, "metadata"),
                                                             "generation"));
-        json_t *status = json_pack("{s:o}", "conditions",
-                                   op_authz_conditions(ap, op_opts(op)->mesh.root_ns, gen, now));
+        json_t *status;
 
+        if (!op_may_write(op, dp_kube_meta_str(ap, "namespace"), NULL))
+            continue;
+        status = json_pack("{s:o}", "conditions",
+                           op_authz_conditions(ap, op_opts(op)->mesh.root_ns, gen, now));
         if (status != NULL)
             write_status(st, &DP_KUBE_RES_AUTHORIZATIONPOLICIES, dp_kube_meta_str(ap, "namespace"),
                          dp_kube_meta_str(ap, "name"), "security.istio.io/v1",
@@ -161,7 +164,11 @@ static void on_push(struct op_ctx *op, const json_t *events, void *arg)
         json_int_t gen = json_integer_value(json_object_get(json_object_get(mesh, "metadata"),
                                                             "generation"));
         bool ready = op_ready(op);
-        json_t *status = json_pack(
+        json_t *status;
+
+        if (!op_may_write(op, NULL, json_object_get(json_object_get(mesh, "metadata"), "labels")))
+            continue;
+        status = json_pack(
                 "{s:I,s:s,s:[{s:s,s:s,s:b}],s:[{s:s,s:s,s:s,s:s,s:I,s:s}]}", "observedGeneration",
                 gen, "version", AMBIT_VERSION, "components", "name", "operator", "version",
                 AMBIT_VERSION, "ready", ready, "conditions", "type", "Ready", "status",

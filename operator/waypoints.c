@@ -213,7 +213,8 @@ static void reconcile(struct op_waypoints *w, const char *key)
     struct tm tm;
     size_t i;
 
-    if (pending == NULL || failed == NULL || gw == NULL || wp == NULL) {
+    if (pending == NULL || failed == NULL || gw == NULL || wp == NULL ||
+        !op_may_write(w->op, dp_kube_meta_str(gw, "namespace"), NULL)) {
         /* Gateway gone or not a waypoint (any more): owner references clean up */
         free(pending);
         free(failed);

@@ -25,3 +25,23 @@ op_api_up() {
 }
 
 kc() { "$KUBECTL" "$@"; }
+
+# op_crds_install: apply crds/ (all files); remembers which CRDs did not exist before so that
+# op_crds_cleanup removes only those (a shared cluster is left as it was found: a later
+# `helm install` must not meet CRDs it does not own).
+OP_CRDS_CREATED=()
+op_crds_install() {
+    local f name
+    for f in crds/*.yaml; do
+        name=$(basename "$f" .yaml | awk -F_ '{print $2"."$1}')
+        kc get crd "$name" >/dev/null 2>&1 || OP_CRDS_CREATED+=("$name")
+    done
+    kc apply --server-side --force-conflicts -f crds/ || return 1
+    kc wait --for condition=established --timeout=60s \
+        $(for f in crds/*.yaml; do echo "crd/$(basename "$f" .yaml | awk -F_ '{print $2"."$1}')"; done)
+}
+op_crds_cleanup() {
+    [ -n "$OP_BARE_DIR" ] && return 0 # the whole API server goes away anyway
+    [ ${#OP_CRDS_CREATED[@]} -gt 0 ] && kc delete crd "${OP_CRDS_CREATED[@]}" --wait=false >/dev/null 2>&1
+    return 0
+}

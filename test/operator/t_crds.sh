@@ -8,12 +8,11 @@ cd "$(dirname "$0")/../.."
 t_begin operator-crds
 op_api_up || { t_fail "API server available"; t_end; exit 1; }
 ns=amb-crd-test
+ns=amb-crd-test-$$
 cleanup_ns() { kc delete ns "$ns" --wait=false >/dev/null 2>&1; kc delete mesh amb-crd-test >/dev/null 2>&1; }
-trap 'cleanup_ns; op_cleanup' EXIT
+trap 'cleanup_ns; op_crds_cleanup; op_cleanup' EXIT
 
-t_check "apply crds/" kc apply --server-side --force-conflicts -f crds/
-t_check "all CRDs Established" kc wait --for condition=established --timeout=60s \
-    $(for f in crds/*.yaml; do echo "crd/$(basename "$f" .yaml | awk -F_ '{print $2"."$1}')"; done)
+t_check "apply crds/, all Established" op_crds_install
 for sn in vs dr gw se pa ap ra telemetry mesh; do
     t_check "short/singular name $sn resolves" kc get "$sn" -A
 done
@@ -24,7 +23,7 @@ t_check "security.istio.io/v1beta1 served" kc get --raw /apis/security.istio.io/
 t_check "telemetry.istio.io/v1alpha1 served" kc get --raw /apis/telemetry.istio.io/v1alpha1
 
 kc create ns "$ns" >/dev/null 2>&1
-t_check "valid objects accepted" kc apply -f crds/tests/valid.yaml
+t_check "valid objects accepted" kc apply -n "$ns" -f <(sed "s/namespace: amb-crd-test/namespace: $ns/" crds/tests/valid.yaml)
 out=$(kc get ap -n "$ns" productpage-viewer 2>&1)
 t_match "printer column ACTION shows ALLOW" 'productpage-viewer +ALLOW' "$out"
 out=$(kc get pa -n "$ns" default 2>&1)
@@ -41,6 +40,7 @@ for f in "$T_DIR"/invalid-*.yaml; do
     what=$(grep -m1 '^# ' "$f" | grep -v 'must reject' | sed 's/^# //')
     [ -z "$what" ] && what=$(grep -m2 '^# ' "$f" | tail -1 | sed 's/^# //')
     name=$(grep -m1 'name:' "$f" | sed 's/.*name: \([^,}]*\).*/\1/')
+    sed -i "s/namespace: amb-crd-test/namespace: $ns/" "$f"
     if kc apply -f "$f" >"$T_DIR/out" 2>&1; then
         t_fail "rejects $name ($what)" "$(cat "$T_DIR/out")"
     elif grep -q 'is invalid' "$T_DIR/out"; then

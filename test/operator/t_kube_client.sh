@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 t_begin operator-kube-client
 op_api_up || { t_fail "API server available"; t_end; exit 1; }
-kc apply --server-side --force-conflicts -f crds/install.ambit.dev_meshes.yaml >/dev/null 2>&1
-kc wait --for condition=established --timeout=60s crd/meshes.install.ambit.dev >/dev/null 2>&1
+trap 'op_crds_cleanup; op_cleanup' EXIT
+op_crds_install >/dev/null 2>&1
 # the cmocka binary prints its own summary lines, which run-tests.sh counts
 AMBIT_TEST_KUBECONFIG=$KUBECONFIG "$BUILD/tests/dataplane-test_kube_live"

@@ -28,6 +28,7 @@ base=https://127.0.0.1:$port
 
 kc create ns "$opns" >/dev/null
 kc create ns "$ns" >/dev/null
+kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
 for n in "$opns" "$ns"; do kc -n "$n" create serviceaccount default >/dev/null 2>&1; done
 kc -n "$opns" create serviceaccount ztunnel >/dev/null
 kc -n "$ns" create serviceaccount reviews >/dev/null
@@ -48,7 +49,8 @@ metadata: {name: reviews-1, namespace: $ns}
 spec: {nodeName: node-1, serviceAccountName: reviews, containers: [{name: c, image: none}]}
 EOF2
 "$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --listen "127.0.0.1:$port" \
-    --metrics-listen "127.0.0.1:$mport" --debounce-ms 50 >>"$T_DIR/operator.log" 2>&1 &
+    --metrics-listen "127.0.0.1:$mport" --debounce-ms 50 --write-selector "amb-test=$$" \
+    >>"$T_DIR/operator.log" 2>&1 &
 OP_PID=$!
 t_check "operator ready (/healthz/ready on the metrics port)" \
     t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"

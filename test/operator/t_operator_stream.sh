@@ -16,13 +16,16 @@ stop_op() { [ -n "$OP_PID" ] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/
 cleanup() {
     stop_op
     kc delete ns "$ns" "$opns" --wait=false >/dev/null 2>&1
+    op_crds_cleanup
     op_cleanup
 }
 trap cleanup EXIT
 EV=$T_DIR/events.ndjson
 start_op() {
+    # --write-selector keeps this operator's writes inside the test's own namespaces, so it
+    # never fights a real operator on a shared cluster
     "$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --events-out "$EV" \
-        --debounce-ms 50 >>"$T_DIR/operator.log" 2>&1 &
+        --debounce-ms 50 --write-selector "amb-test=$$" >>"$T_DIR/operator.log" 2>&1 &
     OP_PID=$!
 }
 # ev_has <jq filter over one event>: some event line matches
@@ -30,9 +33,10 @@ ev_has() { [ -f "$EV" ] && jq -e -s "map(select($1)) | length > 0" "$EV" >/dev/n
 
 kc create ns "$opns" >/dev/null
 kc create ns "$ns" >/dev/null
+kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
 # a bare API server has no controller-manager to create default service accounts
 kc -n "$ns" create serviceaccount default >/dev/null 2>&1
-kc apply -f crds/ >/dev/null 2>&1
+op_crds_install >/dev/null 2>&1
 start_op
 t_check "operator becomes ready" t_wait_for 30 grep -q 'first snapshot built' "$T_DIR/operator.log"
 t_check "self-signed CA stored in istio-ca-secret" kc -n "$opns" get secret istio-ca-secret
@@ -42,6 +46,7 @@ t_check "root ConfigMap published in the test namespace" \
 root=$(kc -n "$ns" get configmap istio-ca-root-cert -o jsonpath='{.data.root-cert\.pem}')
 t_eq "published root is the CA certificate" "$(base64 -d <<<"$ca1")" "$root"
 kc create ns "$ns-late" >/dev/null
+kc label ns "$ns-late" "amb-test=$$" >/dev/null
 t_check "root ConfigMap follows a new namespace" \
     t_wait_for 20 kc -n "$ns-late" get configmap istio-ca-root-cert
 kc delete ns "$ns-late" --wait=false >/dev/null
@@ -72,16 +77,18 @@ t_check "readiness change streamed as Unhealthy" t_wait_for 10 ev_has \
 
 # a waypoint (Gateway API CRDs from the cluster helper's cache, if present)
 gwdir=$(ls -d /var/cache/ambit-tools/gateway-api-v*/crd 2>/dev/null | grep -v '\.tmp/' | tail -1)
-if [ -n "$gwdir" ] && kc apply --server-side -f "$gwdir/gateway.networking.k8s.io_gatewayclasses.yaml" \
-    -f "$gwdir/gateway.networking.k8s.io_gateways.yaml" >>"$T_LOG" 2>&1; then
+if kc get crd gateways.gateway.networking.k8s.io >/dev/null 2>&1 ||
+    { [ -n "$gwdir" ] && kc apply --server-side -f "$gwdir/gateway.networking.k8s.io_gatewayclasses.yaml" \
+        -f "$gwdir/gateway.networking.k8s.io_gateways.yaml" >>"$T_LOG" 2>&1; }; then
     kc wait --for condition=established --timeout=30s crd/gateways.gateway.networking.k8s.io >>"$T_LOG" 2>&1
-    # a Ready node with an address to host the waypoint (no kubelet here: write it by hand)
-    cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
+    # a Ready node with an address to host the waypoint: a bare API server has none, so write
+    # one by hand (never on a shared cluster, where the scheduler could use it)
+    [ -n "$OP_BARE_DIR" ] && cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
 apiVersion: v1
 kind: Node
 metadata: {name: amb-node-$$}
 EOF2
-    kc patch node "amb-node-$$" --subresource=status --type=merge -p \
+    [ -n "$OP_BARE_DIR" ] && kc patch node "amb-node-$$" --subresource=status --type=merge -p \
         '{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Test","message":"test","lastHeartbeatTime":null,"lastTransitionTime":null}],"addresses":[{"type":"InternalIP","address":"192.0.2.10"}]}}' >>"$T_LOG" 2>&1
     kc label ns "$ns" istio.io/use-waypoint=waypoint >>"$T_LOG" 2>&1
     cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
@@ -109,7 +116,7 @@ EOF2
         ".type==\"upsert\" and .kind==\"waypoint\" and .key==\"$ns/waypoint\" and (.object.addresses|length)==1 and (.object.nodes|length)==1"
     t_check "service bound to the waypoint" t_wait_for 10 ev_has \
         ".type==\"upsert\" and .key==\"$ns/reviews.$ns.svc.cluster.local\" and .object.waypoint.key==\"$ns/waypoint\""
-    kc delete node "amb-node-$$" >>"$T_LOG" 2>&1
+    [ -n "$OP_BARE_DIR" ] && kc delete node "amb-node-$$" >>"$T_LOG" 2>&1
 else
     t_pass "waypoint part skipped (no Gateway API CRDs cached)"
 fi
@@ -137,7 +144,7 @@ spec: {selector: {matchLabels: {app: reviews}}, action: ALLOW, rules: [{to: [{op
 ---
 apiVersion: install.ambit.dev/v1alpha1
 kind: Mesh
-metadata: {name: amb-mesh-$$}
+metadata: {name: amb-mesh-$$, labels: {amb-test: "$$"}}
 spec: {profile: ambient}
 EOF2
 cond_is() { [ "$(kc -n "$ns" get authorizationpolicy "$1" -o jsonpath='{.status.conditions[0].type}={.status.conditions[0].status}/{.status.conditions[0].reason}' 2>/dev/null)" = "$2" ]; }
