@@ -161,8 +161,9 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static void add(struct na_telemetry *t, const char *labels, int m, uint64_t v,
-                int m2, uint64_t v2, int m3, uint64_t v3)
+/* returns the series (stable until na_telemetry_free) or NULL when the table is full */
+static struct series *add(struct na_telemetry *t, const char *labels, int m, uint64_t v,
+                          int m2, uint64_t v2, int m3, uint64_t v3)
 {
     uint64_t h = fnv1a(labels);
     pthread_mutex_lock(&t->mu);
@@ -175,7 +176,7 @@ static void add(struct na_telemetry *t, const char *labels, int m, uint64_t v,
         if (t->nseries >= MAX_SERIES || !(s = calloc(1, sizeof(*s) + len + 1))) {
             t->dropped++;
             pthread_mutex_unlock(&t->mu);
-            return;
+            return NULL;
         }
         s->hash = h;
         memcpy(s->labels, labels, len + 1);
@@ -189,13 +190,14 @@ static void add(struct na_telemetry *t, const char *labels, int m, uint64_t v,
     if (m3 >= 0)
         s->v[m3] += v3;
     pthread_mutex_unlock(&t->mu);
+    return s;
 }
 
 void na_tel_open(struct na_telemetry *tel, struct na_conn_tel *c)
 {
     char labels[LABELS_MAX];
     build_labels(c, "-", labels);
-    add(tel, labels, M_OPENED, 1, -1, 0, -1, 0);
+    c->series = add(tel, labels, M_OPENED, 1, -1, 0, -1, 0);
     c->opened = true;
 }
 
@@ -204,7 +206,16 @@ void na_tel_close(struct na_telemetry *tel, struct na_conn_tel *c, uint64_t rx, 
 {
     bool failed = error && *error;
     char labels[LABELS_MAX];
-    if (c->opened) {
+    bool clean = !flags || !*flags || strcmp(flags, "-") == 0;
+    if (c->opened && clean && c->series) {
+        /* same label set as at open: no formatting, no hashing */
+        struct series *s = c->series;
+        pthread_mutex_lock(&tel->mu);
+        s->v[M_CLOSED] += 1;
+        s->v[M_RECV] += rx;
+        s->v[M_SENT] += tx;
+        pthread_mutex_unlock(&tel->mu);
+    } else if (c->opened) {
         build_labels(c, flags, labels);
         add(tel, labels, M_CLOSED, 1, M_RECV, rx, M_SENT, tx);
     } else if (failed) {

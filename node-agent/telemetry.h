@@ -36,6 +36,7 @@ struct na_conn_tel {
     char src_identity[DP_SPIFFE_MAX]; /* "" when none (plaintext) */
     char dst_identity[DP_SPIFFE_MAX];
     uint64_t start_ms;
+    void *series;            /* private: the series counted at open (reused at a clean close) */
 };
 
 int na_telemetry_new(struct na_telemetry **ret_tel);
