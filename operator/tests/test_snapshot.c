@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "mesh.h"
 #include "operator/snapshot.h"
 #include "yaml.h"
 
@@ -135,6 +136,34 @@ static int check_expectations(const char *file, json_t *snap, json_t *expect)
     return failures;
 }
 
+/* Every produced object must decode with the node agent's decoder (dataplane/mesh.h), which is
+ * strict: a field it does not know is an error there. */
+static int check_decodes(const char *file, json_t *snap)
+{
+    static const char *const kinds[] = {"workload", "service", "policy", "waypoint"};
+    int failures = 0;
+
+    for (size_t k = 0; k < 4; k++) {
+        enum dp_mesh_kind mk;
+        const char *key;
+        json_t *o;
+
+        assert_int_equal(dp_mesh_kind_parse(kinds[k], &mk), 0);
+        json_object_foreach(json_object_get(snap, kinds[k]), key, o) {
+            void *obj = NULL;
+            char err[512];
+
+            if (dp_mesh_object_decode(mk, o, key, kinds[k], &obj, err, sizeof(err)) < 0) {
+                fprintf(stderr, "%s: %s %s does not decode: %s\n", file, kinds[k], key, err);
+                failures++;
+                continue;
+            }
+            dp_mesh_object_unref(mk, obj);
+        }
+    }
+    return failures;
+}
+
 static json_t *load_case(const char *path, struct buckets *b, struct op_inputs *in)
 {
     char err[256];
@@ -176,6 +205,7 @@ static void test_cases(void **state)
         expect = load_case(path, &b, &in);
         assert_int_equal(op_snapshot_build(&in, &cfg, &snap, &diags), 0);
         failures += check_expectations(de->d_name, snap, expect);
+        failures += check_decodes(de->d_name, snap);
         ncases++;
         json_decref(snap);
         json_decref(expect);
