@@ -226,6 +226,7 @@ static int cmd_add(const struct cni_env *env, struct cni_conf *c, FILE *out, str
     }
     adopted = true;
 
+    cni_pod_redirect_opts(c, pod, &o); /* config defaults + the pod's annotations */
     t = dp_now_us();
     r = dp_nft_pod_apply_in(nsfd, &o);
     t_rules = dp_now_us() - t;
@@ -245,7 +246,8 @@ static int cmd_add(const struct cni_env *env, struct cni_conf *c, FILE *out, str
         cni_fail(e, CNI_ERR_INTERNAL, NULL, "out of memory");
         goto out;
     }
-    json_object_set_new(st, "dnsCapture", json_boolean(c->dns_capture));
+    json_object_set_new(st, "dnsCapture", json_boolean(o.dns_capture));
+    json_object_set_new(st, "bypassInbound", json_boolean(o.bypass_inbound));
     json_object_set_new(st, "ipv6", json_boolean(c->ipv6));
     r = state_write(c, env->container_id, st);
     if (r < 0) {
@@ -260,7 +262,8 @@ static int cmd_add(const struct cni_env *env, struct cni_conf *c, FILE *out, str
     }
     dp_info(SCOPE, "pod captured", DP_LS("container", env->container_id),
             DP_LS("pod", env->pod_name), DP_LS("namespace", env->pod_namespace),
-            DP_LS("uid", uid), DP_LS("reason", reason), DP_LU("kube_us", t_kube),
+            DP_LS("uid", uid), DP_LS("reason", reason), DP_LB("dns_capture", o.dns_capture),
+            DP_LB("bypass_inbound", o.bypass_inbound), DP_LU("kube_us", t_kube),
             DP_LU("adopt_us", t_adopt), DP_LU("rules_us", t_rules),
             DP_LU("total_us", dp_now_us() - t0));
     ret = 0;

@@ -115,3 +115,21 @@ bool cni_enrol_decide(const struct cni_conf *conf, const json_t *pod, const json
     *ret_reason = "not ambient";
     return false;
 }
+
+void cni_pod_redirect_opts(const struct cni_conf *conf, const json_t *pod,
+                           struct dp_nft_pod_opts *ret)
+{
+    struct dp_nft_pod_opts o;
+    dp_nft_pod_opts_init(&o);
+    o.dns_capture = conf->dns_capture;
+    o.ipv6 = conf->ipv6;
+    const char *dns = meta_str(pod, "annotations", CNI_ANNOTATION_DNS_CAPTURE);
+    if (dns && strcmp(dns, "true") == 0)
+        o.dns_capture = true;
+    else if (dns && strcmp(dns, "false") == 0)
+        o.dns_capture = false;
+    const char *bypass = meta_str(pod, "annotations", CNI_ANNOTATION_BYPASS_INBOUND);
+    if (bypass && strcmp(bypass, "true") == 0)
+        o.bypass_inbound = true;
+    *ret = o;
+}

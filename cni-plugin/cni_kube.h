@@ -34,4 +34,16 @@ int cni_kube_lookup(const struct cni_conf *conf, const char *ns, const char *nam
 bool cni_enrol_decide(const struct cni_conf *conf, const json_t *pod, const json_t *ns,
                       const char **ret_reason);
 
+#define CNI_ANNOTATION_DNS_CAPTURE    "ambient.istio.io/dns-capture"
+#define CNI_ANNOTATION_BYPASS_INBOUND "ambient.istio.io/bypass-inbound-capture"
+
+/**
+ * Redirection options for this pod (reference §1.11): the plugin config's defaults, overridden
+ * by the pod annotations ambient.istio.io/dns-capture ("true"/"false") and
+ * ambient.istio.io/bypass-inbound-capture ("true": capture outbound only). Other values leave
+ * the default. Pure.
+ */
+void cni_pod_redirect_opts(const struct cni_conf *conf, const json_t *pod,
+                           struct dp_nft_pod_opts *ret);
+
 #endif

@@ -115,11 +115,46 @@ static void test_custom_exclusions(void **state)
     cni_conf_done(&c);
 }
 
+static void test_redirect_opts(void **state)
+{
+    (void)state;
+    struct cni_conf c = conf();
+    struct dp_nft_pod_opts o;
+    json_t *p = obj("{\"metadata\":{\"name\":\"a\"}}");
+    cni_pod_redirect_opts(&c, p, &o);
+    assert_false(o.dns_capture);
+    assert_false(o.bypass_inbound);
+    assert_true(o.ipv6);
+    assert_int_equal(o.port_outbound, 15001);
+    json_decref(p);
+
+    p = obj("{\"metadata\":{\"annotations\":{\"ambient.istio.io/dns-capture\":\"true\","
+            "\"ambient.istio.io/bypass-inbound-capture\":\"true\"}}}");
+    cni_pod_redirect_opts(&c, p, &o);
+    assert_true(o.dns_capture);
+    assert_true(o.bypass_inbound);
+    json_decref(p);
+
+    c.dns_capture = true; /* config on, pod says off */
+    p = obj("{\"metadata\":{\"annotations\":{\"ambient.istio.io/dns-capture\":\"false\","
+            "\"ambient.istio.io/bypass-inbound-capture\":\"yes\"}}}");
+    cni_pod_redirect_opts(&c, p, &o);
+    assert_false(o.dns_capture);
+    assert_false(o.bypass_inbound); /* only "true" counts */
+    json_decref(p);
+    p = obj("{\"metadata\":{\"annotations\":{\"ambient.istio.io/dns-capture\":7}}}");
+    cni_pod_redirect_opts(&c, p, &o);
+    assert_true(o.dns_capture); /* wrong type: default stays */
+    json_decref(p);
+    cni_conf_done(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_decision_table),
             cmocka_unit_test(test_custom_exclusions),
+            cmocka_unit_test(test_redirect_opts),
     };
     return cmocka_run_group_tests_name("cni_kube", tests, NULL, NULL);
 }

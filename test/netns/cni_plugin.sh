@@ -145,6 +145,19 @@ P4=$(cni_new_netns labelled)
 t_check "ADD pod labelled ambient in plain namespace" cni_chain ADD amb-cni-c4 "$P4" amb-plain labelled
 t_check "pod label alone enrols" has_table "$P4"
 
+# per-pod annotations (reference §1.11): DNS capture on, inbound capture off ("ingress mode")
+printf '%s' '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"gw","namespace":"amb-mesh","uid":"uid-gw-1","annotations":{"ambient.istio.io/dns-capture":"true","ambient.istio.io/bypass-inbound-capture":"true"}},"spec":{}}' \
+    >"$CNI_FIX/pod-amb-mesh-gw.json"
+PA=$(cni_new_netns gw)
+t_check "ADD pod with redirection annotations" cni_chain ADD amb-cni-ca "$PA" amb-mesh gw
+rs=$(rules_in "$PA")
+t_match "dns-capture annotation: DNS redirected to 15053" 'udp dport 53 .*redirect to :15053' "$rs"
+t_match "dns-capture annotation: conntrack zone for DNS" 'ct zone set 1' "$rs"
+t_eq "bypass-inbound-capture annotation: no inbound redirect" 0 "$(grep -c 'redirect to :15006' <<<"$rs")"
+t_match "bypass-inbound-capture annotation: outbound still captured" 'redirect to :15001' "$rs"
+t_check "DEL annotated pod" cni_chain DEL amb-cni-ca "$PA" amb-mesh gw
+t_expect_fail "annotated pod: table gone" has_table "$PA"
+
 # kube-system is excluded without even asking the API server (no fixture exists for it)
 P5=$(cni_new_netns kubesys)
 t_check "ADD in kube-system passes through" cni_chain ADD amb-cni-c5 "$P5" kube-system coredns
