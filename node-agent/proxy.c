@@ -460,7 +460,7 @@ void na_inbound_plain_accept(struct na_pod *pod, int fd)
         char err[256];
         snprintf(err, sizeof(err), "connection closed due to policy rejection: %s",
                  reason ? reason : "denied");
-        na_close_rst(fd);
+        na_close_rst_after_data(pod->w->loop, fd, 2000);
         conn_finish(c, 0, 0, "DENY", err);
         return;
     }

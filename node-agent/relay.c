@@ -47,6 +47,61 @@ void na_close_rst(int fd)
     close(fd);
 }
 
+struct late_rst {
+    struct dp_io io;
+    struct dp_timer timer;
+    struct dp_defer free;
+    struct dp_loop *loop;
+};
+
+static void late_rst_free(struct dp_loop *loop, void *arg)
+{
+    (void)loop;
+    free(arg);
+}
+
+static void late_rst_fire(struct late_rst *l)
+{
+    if (l->io.fd < 0)
+        return;
+    dp_loop_del_io(l->loop, &l->io);
+    dp_timer_cancel(&l->timer);
+    na_close_rst(l->io.fd);
+    l->io.fd = -1;
+    dp_loop_defer(l->loop, &l->free); /* never free inside our own callback */
+}
+
+static void on_late_rst_io(struct dp_loop *loop, int fd, unsigned events, void *arg)
+{
+    (void)loop, (void)fd, (void)events;
+    late_rst_fire(arg);
+}
+
+static void on_late_rst_timeout(struct dp_loop *loop, void *arg)
+{
+    (void)loop;
+    late_rst_fire(arg);
+}
+
+void na_close_rst_after_data(struct dp_loop *loop, int fd, unsigned timeout_ms)
+{
+    struct late_rst *l = calloc(1, sizeof(*l));
+    if (!l) {
+        na_close_rst(fd);
+        return;
+    }
+    l->loop = loop;
+    dp_io_init(&l->io, fd, on_late_rst_io, l);
+    dp_timer_init(&l->timer, on_late_rst_timeout, l);
+    dp_defer_init(&l->free, late_rst_free, l);
+    if (dp_loop_add_io(loop, &l->io, DP_EV_READ) < 0) {
+        na_close_rst(fd);
+        free(l);
+        return;
+    }
+    dp_timer_arm(loop, &l->timer, timeout_ms);
+}
+
 static bool pump_finished(const struct pump *p)
 {
     return p->eof && p->len == 0 && p->shut;

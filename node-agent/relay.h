@@ -37,4 +37,13 @@ void na_relay_bytes(const struct na_relay *r, uint64_t *ret_a_to_b, uint64_t *re
 /** Close a socket with RST (SO_LINGER 0). Accepts -1. */
 void na_close_rst(int fd);
 
+/**
+ * Refuse an accepted connection the way ztunnel's refusals look to clients: wait until the peer
+ * has sent something (or `timeout_ms` passed), then close with RST. A client that sends its
+ * request right after connecting (curl, HTTP) then reliably sees "connection reset by peer"
+ * (curl exit 56), instead of racing the RST against its own connect (curl exit 7). Steals fd; if
+ * the loop cannot watch it, it is reset at once.
+ */
+void na_close_rst_after_data(struct dp_loop *loop, int fd, unsigned timeout_ms);
+
 #endif

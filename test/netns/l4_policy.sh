@@ -42,6 +42,13 @@ t_eq "permissive: meshed client over HBONE" "echo:meshed" "$out"
 t_check "reload: STRICT for the server" reconfigure "[$STRICT]" '["istio-system/istio_converted_static_strict"]'
 l4_client c 10.77.0.2 8080 strict >>"$T_LOG" 2>&1
 t_eq "strict: non-mesh client is reset (no answer)" "2" "$?"
+# what users see (walkthrough step 17): curl exits 56, "connection reset by peer", every time
+codes=""
+for i in 1 2 3 4 5 6 7 8; do
+    l4_ns c curl -s -o /dev/null -m 5 http://10.77.0.2:8080/ >>"$T_LOG" 2>&1
+    codes="$codes$? "
+done
+t_eq "strict: curl from the non-mesh pod always exits 56" "56 56 56 56 56 56 56 56 " "$codes"
 out=$(l4_client a 10.77.0.2 8080 strict-meshed 2>>"$T_LOG")
 t_eq "strict: meshed client still works" "echo:strict-meshed" "$out"
 t_match "strict: counted as a failed connection with response_flags DENY" \
