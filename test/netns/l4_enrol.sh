@@ -7,6 +7,10 @@
 #   a pod opting out (label none) is left alone; label removed -> listeners, rules, annotation gone;
 #   agent stopped -> rules stay (pod still captured); agent restarted -> listeners back;
 #   label removed while the agent is down -> cleaned up on start; pod deleted -> released.
+# The netns search order is exercised too: pod "app" is found by scanning /var/run/netns for its
+# IP, pod "st" through a CNI plugin state file (its dnsCapture is honoured), pod "pr" through a
+# /proc cgroup scan (AMBIT_PROC_ROOT points at a tree whose cgroup file names the pod UID and
+# whose ns/net links to a real process in that netns).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -22,9 +26,15 @@ NS=amb-en-$ID
 NODE=amb-en-node-$ID
 PODNS=amb-en-$ID-a   # enrolled pod's netns
 OPTNS=amb-en-$ID-b   # opted-out pod's netns
+STNS=amb-en-$ID-s    # netns recorded in a CNI state file
+PRNS=amb-en-$ID-p    # netns found through the /proc scan
 IP_A=10.213.$((ID % 250)).$((ID / 250 % 200 + 10))
 IP_B=10.214.$((ID % 250)).$((ID / 250 % 200 + 10))
+IP_S=10.215.$((ID % 250)).$((ID / 250 % 200 + 10))
+IP_P=10.216.$((ID % 250)).$((ID / 250 % 200 + 10))
 AGENT_PID=
+SLEEP_PID=
+PROC=$T_DIR/proc
 RUN=$T_DIR/run
 
 cleanup() {
@@ -32,13 +42,21 @@ cleanup() {
         kill -9 "$AGENT_PID" 2>/dev/null
         wait "$AGENT_PID" 2>/dev/null
     fi
-    ip netns del "$PODNS" 2>/dev/null
-    ip netns del "$OPTNS" 2>/dev/null
+    if [ -n "$SLEEP_PID" ]; then
+        kill -9 "$SLEEP_PID" 2>/dev/null
+        wait "$SLEEP_PID" 2>/dev/null
+    fi
+    for n in "$PODNS" "$OPTNS" "$STNS" "$PRNS"; do ip netns del "$n" 2>/dev/null; done
     kc delete ns "$NS" --wait=false >/dev/null 2>&1
     op_cleanup
     return 0
 }
 
+if ! { [ -n "${KUBECONFIG:-}" ] && "$KUBECTL" get --raw /readyz >/dev/null 2>&1; } &&
+    ! { [ -x "${K8S_BIN:-}/kube-apiserver" ] && command -v etcd >/dev/null; }; then
+    echo "l4_enrol: skipped — no API server (KUBECONFIG) and no cached kube-apiserver/etcd"
+    exit 0
+fi
 op_api_up >>"$T_LOG" 2>&1 || { t_fail "API server available"; t_end; exit 1; }
 trap cleanup EXIT
 
@@ -55,7 +73,8 @@ mkns() { # <netns> <ip>
     ip -n "$1" addr add "$2/32" dev eth0
     ip -n "$1" link set eth0 up
 }
-mkns "$PODNS" "$IP_A" && mkns "$OPTNS" "$IP_B" || { t_fail "create pod netns"; t_end; exit 1; }
+mkns "$PODNS" "$IP_A" && mkns "$OPTNS" "$IP_B" && mkns "$STNS" "$IP_S" && mkns "$PRNS" "$IP_P" ||
+    { t_fail "create pod netns"; t_end; exit 1; }
 
 kc create ns "$NS" >>"$T_LOG" 2>&1
 kc -n "$NS" create serviceaccount default >>"$T_LOG" 2>&1
@@ -69,6 +88,16 @@ apiVersion: v1
 kind: Pod
 metadata: {name: optout, namespace: $NS, labels: {istio.io/dataplane-mode: none}}
 spec: {nodeName: $NODE, automountServiceAccountToken: false, containers: [{name: c, image: none}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: st, namespace: $NS}
+spec: {nodeName: $NODE, automountServiceAccountToken: false, containers: [{name: c, image: none}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pr, namespace: $NS}
+spec: {nodeName: $NODE, automountServiceAccountToken: false, containers: [{name: c, image: none}]}
 EOF
 running() { # <pod> <ip>
     kc -n "$NS" patch pod "$1" --subresource=status --type=merge \
@@ -76,9 +105,22 @@ running() { # <pod> <ip>
 }
 t_check "pod app Running with $IP_A (status subresource)" running app "$IP_A"
 t_check "pod optout Running with $IP_B" running optout "$IP_B"
+t_check "pod st Running with $IP_S" running st "$IP_S"
+t_check "pod pr Running with $IP_P" running pr "$IP_P"
+uid() { kc -n "$NS" get pod "$1" -o jsonpath='{.metadata.uid}'; }
+# the CNI plugin's record (cni-plugin/cni_cmd.h), DNS capture on
+mkdir -p "$RUN/cni-pods"
+printf '{"uid":"%s","namespace":"%s","name":"st","containerId":"c-st","netns":"/var/run/netns/%s","ips":["%s"],"dnsCapture":true,"ipv6":false}' \
+    "$(uid st)" "$NS" "$STNS" "$IP_S" >"$RUN/cni-pods/c-st.json"
+# a process of pod pr, seen through a proc tree that carries its cgroup (the cluster has none)
+ip netns exec "$PRNS" sleep 3600 &
+SLEEP_PID=$!
+mkdir -p "$PROC/$SLEEP_PID/ns"
+echo "0::/kubepods/besteffort/pod$(uid pr)/0123456789abcdef" >"$PROC/$SLEEP_PID/cgroup"
+ln -s "/proc/$SLEEP_PID/ns/net" "$PROC/$SLEEP_PID/ns/net"
 
 start_agent() {
-    LOG_LEVEL=info "$NODE_BIN" --node "$NODE" --kubeconfig "$KUBECONFIG" --run-dir "$RUN" \
+    LOG_LEVEL=info AMBIT_PROC_ROOT=$PROC "$NODE_BIN" --node "$NODE" --kubeconfig "$KUBECONFIG" --run-dir "$RUN" \
         --workers 2 --drain-ms 300 --metrics "127.0.0.1:$P_METRICS" \
         --ready "127.0.0.1:$P_READY" --admin "127.0.0.1:$P_ADMIN" >>"$T_DIR/agent.log" 2>&1 &
     AGENT_PID=$!
@@ -124,7 +166,16 @@ t_match "policy routing: fwmark 0x111/0xfff lookup 100" 'fwmark 0x111/0xfff look
     "$(ip -n "$PODNS" rule 2>&1)"
 t_check "annotation ambient.istio.io/redirection=enabled" waitfor annotated app
 t_eq "agent was not restarted" "1" "$(grep -c 'ambit-node ready' "$T_DIR/agent.log")"
-t_match "log names how the netns was found" 'pod enrolled.*found_by="?netns dir' "$(cat "$T_DIR/agent.log")"
+t_match "app: netns found by the /var/run/netns scan" "pod=$NS/app .*found_by=\"?netns dir" "$(cat "$T_DIR/agent.log")"
+t_check "st: enrolled" waitfor has_listeners "$STNS"
+t_match "st: netns found through the CNI state file" "pod=$NS/st .*found_by=\"?cni state" "$(cat "$T_DIR/agent.log")"
+t_match "st: the state file's DNS capture is honoured" 'redirect to :15053' \
+    "$(ip netns exec "$STNS" nft list table inet ambit 2>&1)"
+t_check "st: annotated" waitfor annotated st
+t_check "pr: enrolled" waitfor has_listeners "$PRNS"
+t_match "pr: netns found by the /proc cgroup scan" "pod=$NS/pr .*found_by=\"?proc scan" "$(cat "$T_DIR/agent.log")"
+t_check "pr: redirection installed" has_table "$PRNS"
+t_check "pr: annotated" waitfor annotated pr
 t_eq "opted-out pod: no listeners" "0" "$(nlisten "$OPTNS")"
 t_check "opted-out pod: no redirection table" no_table "$OPTNS"
 t_check "opted-out pod: no annotation" not_annotated optout
@@ -137,6 +188,12 @@ t_check "label removed -> listeners gone" waitfor no_listeners "$PODNS"
 t_check "label removed -> redirection table gone" waitfor no_table "$PODNS"
 t_eq "label removed -> policy routing gone" "" "$(ip -n "$PODNS" rule 2>&1 | grep 'lookup 100')"
 t_check "label removed -> annotation removed" waitfor not_annotated app
+t_check "label removed -> st released too" waitfor no_listeners "$STNS"
+t_check "label removed -> pr released too" waitfor no_listeners "$PRNS"
+t_check "label removed -> st rules gone" waitfor no_table "$STNS"
+t_check "label removed -> pr rules gone" waitfor no_table "$PRNS"
+t_check "label removed -> st annotation removed" waitfor not_annotated st
+t_check "label removed -> pr annotation removed" waitfor not_annotated pr
 
 # --- pod label alone enrols it; agent restart keeps it captured
 kc -n "$NS" label pod app istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
