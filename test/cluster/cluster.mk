@@ -17,5 +17,5 @@ cluster-env:
 	@test/cluster/cluster.sh env
 
 # the smoke test brings the cluster up when it is not running, and down again if it did
-test-cluster:
+test-cluster: cluster-tools
 	@BUILD=$(BUILD) test/lib/run-tests.sh cluster $(sort $(wildcard test/cluster/tests/*.sh))

@@ -26,7 +26,7 @@ start_daemon() {
     local name=$1
     shift
     mkdir -p "$RUN/logs" "$RUN/pids"
-    setsid "$@" </dev/null >>"$RUN/logs/$name.log" 2>&1 &
+    setsid "$@" </dev/null >>"$RUN/logs/$name.log" 2>&1 9>&- &
     echo $! >"$(pidfile "$name")"
 }
 
@@ -162,6 +162,8 @@ make_network() {
         # pod CIDR of this node is reachable from the control plane through the node
         ip -n "$CP_NS" route add "$(node_pod_cidr "$i")" via "$ip"
     done
+    # LoadBalancer addresses: the control-plane netns ("outside") reaches them through node 1
+    ip -n "$CP_NS" route add "$LB_CIDR" via "$(node_ip 1)"
     # routes from each node to the other nodes' pod CIDRs (direct, on the shared segment)
     local j
     for i in $(seq 1 "$NUM_NODES"); do
@@ -284,6 +286,8 @@ start_controllers() {
         --authentication-kubeconfig "$RUN/scheduler.kubeconfig" \
         --authorization-kubeconfig "$RUN/scheduler.kubeconfig" \
         --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --v 1
+    start_daemon lb-controller ip netns exec "$CP_NS" "$(runner_bin)" lb \
+        --kubeconfig "$KUBECONFIG_ADMIN" --cidr "$LB_CIDR"
 }
 
 start_node() {
@@ -313,6 +317,9 @@ start_node() {
 }
 
 apply_addons() {
+    if [ "${AMBIT_CLUSTER_GATEWAY_API:-1}" != 0 ]; then
+        kc apply --server-side -f "$GATEWAY_API_CRDS" >/dev/null
+    fi
     sed -e "s/@CLUSTER_DNS_IP@/$CLUSTER_DNS_IP/g" -e "s/@CLUSTER_DOMAIN@/$CLUSTER_DOMAIN/g" \
         "$CLUSTER_HERE/addons/coredns.yaml" | kc apply -f - >/dev/null
 }
@@ -331,7 +338,7 @@ dns_ready() {
 # ------------------------------------------------------------------ commands
 COMPONENTS() {
     local i
-    echo etcd kube-apiserver apiserver-forwarder kube-controller-manager kube-scheduler
+    echo etcd kube-apiserver apiserver-forwarder kube-controller-manager kube-scheduler lb-controller
     for i in $(seq 1 "$NUM_NODES"); do echo "runner-node$i kube-proxy-node$i"; done
 }
 
@@ -449,9 +456,20 @@ cmd_env() {
 }
 
 [ "$(id -u)" = 0 ] || [ "${1:-}" = env ] || die "must run as root (network namespaces)"
+lock() { # one cluster per machine: serialize up/down
+    mkdir -p /run/lock
+    exec 9>/run/lock/ambit-cluster.lock # fd 9 is closed in the daemons (start_daemon)
+    flock 9
+}
 case ${1:-} in
-up) cmd_up ;;
-down) cmd_down ;;
+up)
+    lock
+    cmd_up
+    ;;
+down)
+    lock
+    cmd_down
+    ;;
 status) cmd_status ;;
 env) cmd_env ;;
 *)

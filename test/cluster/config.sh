@@ -24,6 +24,7 @@ CP_IP=10.240.0.1                 # the apiserver's address as seen from nodes an
 NODE_SUBNET=10.240.0.0/24
 POD_CIDR=10.244.0.0/16           # node i gets 10.244.i.0/24
 SERVICE_CIDR=10.96.0.0/16
+LB_CIDR=10.240.1.0/24            # Service type LoadBalancer addresses (routed from $CP_NS via node 1)
 KUBERNETES_SVC_IP=10.96.0.1
 CLUSTER_DNS_IP=10.96.0.10
 CLUSTER_DOMAIN=cluster.local

@@ -9,12 +9,14 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ambit-noderunner run|portfwd [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ambit-noderunner run|lb|portfwd [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "run":
 		runMain(os.Args[2:])
+	case "lb":
+		lbMain(os.Args[2:])
 	case "portfwd":
 		portfwdMain(os.Args[2:])
 	default:

@@ -111,6 +111,15 @@ for node in amb-node1 amb-node2; do
     t_match "client on $node got the httpbin answer (kubectl logs)" "\"url\": \"http://httpbin.$NS_APP:8000/get\"" "$out"
 done
 
+# ---------------------------------------------------------------- LoadBalancer
+kubectl -n "$NS_APP" expose deploy httpbin --name httpbin-lb --type LoadBalancer --port 80 --target-port 8080 >>"$T_LOG" 2>&1
+t_check "LoadBalancer service gets an address" t_wait_for 20 bash -c \
+    "kubectl -n $NS_APP get svc httpbin-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}' | grep -q ."
+lb_ip=$(kubectl -n "$NS_APP" get svc httpbin-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+t_match "address from the LB range" '^10\.240\.1\.[0-9]+$' "$lb_ip"
+t_check "reachable from outside the nodes (control-plane netns)" t_wait_for 15 \
+    ip netns exec "$CP_NS" curl -sf -m 2 -o /dev/null "http://$lb_ip/get"
+
 # ---------------------------------------------------------------- exec / port-forward
 hb=$(kubectl -n "$NS_APP" get pods -l app=httpbin -o jsonpath='{.items[0].metadata.name}')
 t_eq "kubectl exec sees the pod's projected files" "$NS_APP" \
