@@ -316,6 +316,12 @@ int dp_policy_check(const struct dp_mesh_snapshot *s, const struct dp_mesh_workl
                     const struct dp_policy_conn *c, struct dp_policy_result *ret_result)
 {
     struct pol_iter it;
+    if (!dst) {
+        /* fail closed: nothing is known about the destination */
+        memset(ret_result, 0, sizeof(*ret_result));
+        snprintf(ret_result->reason, sizeof(ret_result->reason), "unknown destination workload");
+        return 0;
+    }
     memset(&it, 0, sizeof(it));
     it.n[0] = dp_mesh_namespace_policies(s, dst->namespace, &it.list[0]);
     it.n[1] = dp_mesh_global_policies(s, &it.list[1]);

@@ -77,7 +77,8 @@ int dp_policy_evaluate(const struct dp_mesh_policy *const *policies, size_t n,
 
 /**
  * Select the policies for destination workload `dst` in snapshot `s` (see the header comment)
- * and evaluate them. Pointers in the result are borrowed from `s`.
+ * and evaluate them. Pointers in the result are borrowed from `s`. dst == NULL (a destination
+ * not in the snapshot) is denied: "unknown destination workload".
  * @return 0.
  */
 int dp_policy_check(const struct dp_mesh_snapshot *s, const struct dp_mesh_workload *dst,

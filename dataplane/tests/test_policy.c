@@ -311,6 +311,10 @@ static void test_check_selection(void **state)
     dp_policy_check(s, w2, &c, &res);
     assert_false(res.allowed);
     assert_string_equal(res.reason, "allow policies exist, but none allowed");
+    /* unknown destination: fail closed */
+    dp_policy_check(s, NULL, &c, &res);
+    assert_false(res.allowed);
+    assert_string_equal(res.reason, "unknown destination workload");
     dp_mesh_snapshot_unref(s);
 }
 
