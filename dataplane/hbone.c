@@ -49,7 +49,7 @@
 #define OUT_LIMIT     (4096u * 1024) /* hard cap of the out buffer */
 #define READ_CHUNK    (64u * 1024)
 #define READ_BUDGET   (4u * 1024 * 1024) /* bytes decrypted per io event before yielding */
-#define MAX_DATA_SEND (256u * 1024)      /* largest DATA payload we emit per frame */
+#define MAX_DATA_SEND (64u * 1024) /* largest DATA payload per frame (see on_h2_data_length) */
 #define HDR_VAL_MAX   4096
 
 enum hbc_state { HBC_CONNECTING, HBC_HANDSHAKE, HBC_READY, HBC_CLOSED };
@@ -1070,15 +1070,20 @@ static ssize_t on_h2_data_length(nghttp2_session *h2, uint8_t frame_type, int32_
                                  int32_t stream_remote_window_size, uint32_t remote_max_frame_size,
                                  void *user)
 {
+    struct hbs *s = nghttp2_session_get_stream_user_data(h2, stream_id);
+    size_t avail = s != NULL && s->to_h2 != NULL ? s->to_h2->len : 0;
     ssize_t n = DP_MIN(session_remote_window_size, stream_remote_window_size);
-    (void)h2;
     (void)frame_type;
-    (void)stream_id;
     (void)user;
     if ((uint32_t)n > remote_max_frame_size)
         n = (ssize_t)remote_max_frame_size;
-    if (n > MAX_DATA_SEND)
-        n = MAX_DATA_SEND;
+    /* nghttp2 grows its frame buffer to the largest length we ever return and keeps it,
+     * although our payload bypasses it (NO_COPY): stay at the default 16 KiB unless there
+     * is more data queued, and never above MAX_DATA_SEND */
+    if ((size_t)n > DP_MAX(avail, (size_t)16384))
+        n = (ssize_t)DP_MAX(avail, (size_t)16384);
+    if (n > (ssize_t)MAX_DATA_SEND)
+        n = (ssize_t)MAX_DATA_SEND;
     return n > 0 ? n : 1;
 }
 
