@@ -275,6 +275,7 @@ int na_agent_start(struct na_agent *a)
     ret = adopt_config_pods(a);
     if (ret < 0)
         return ret;
+    na_pods_restore(a);
     ret = na_enrol_new(a, &a->enrol);
     if (ret < 0)
         return ret;

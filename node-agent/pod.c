@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "agent.h"
 #include "log.h"
 #include "netns.h"
@@ -233,6 +235,93 @@ static int do_stop(struct na_worker *w, void *arg)
     return 0;
 }
 
+/* ------------------------------------------------------------------ state file
+ * <run_dir>/pods.json lists the adopted pods (the CNI adopt request's shape), so a restarted
+ * agent (upgrade, crash) re-opens their listeners without waiting for the CNI plugin: an
+ * enrolled pod's redirected traffic must find a listener again. Written atomically on every
+ * adopt/release; not touched by shutdown. */
+
+static void state_path(const struct na_agent *a, char *buf, size_t sz, const char *suffix)
+{
+    snprintf(buf, sz, "%s/pods.json%s", a->opt.run_dir, suffix);
+}
+
+static void save_state_locked(struct na_agent *a)
+{
+    json_t *pods = json_array();
+    struct dp_list *it;
+    dp_list_for_each(it, &a->pods)
+    {
+        struct na_pod *p = dp_container_of(it, struct na_pod, link);
+        json_t *ips = json_array();
+        for (unsigned i = 0; i < p->nips; i++) {
+            char ip[INET6_ADDRSTRLEN] = "";
+            const struct sockaddr *sa = (const struct sockaddr *)&p->ips[i];
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+            else
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof(ip));
+            json_array_append_new(ips, json_string(ip));
+        }
+        json_array_append_new(pods, json_pack("{s:s, s:s, s:s, s:s, s:o}", "uid", p->uid, "netns",
+                                              p->netns_path, "namespace", p->ns, "name", p->name,
+                                              "ips", ips));
+    }
+    json_t *doc = json_pack("{s:o}", "pods", pods);
+    char tmp[1100], path[1100];
+    state_path(a, tmp, sizeof(tmp), ".tmp");
+    state_path(a, path, sizeof(path), "");
+    if (!doc || json_dump_file(doc, tmp, JSON_INDENT(1)) < 0 || rename(tmp, path) < 0)
+        dp_warn("node", "cannot write the pod state file", DP_LS("path", path));
+    json_decref(doc);
+}
+
+int na_pods_restore(struct na_agent *a)
+{
+    char path[1100];
+    state_path(a, path, sizeof(path), "");
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    if (!doc)
+        return 0; /* first start */
+    json_t *pods = json_object_get(doc, "pods");
+    size_t i;
+    json_t *jp;
+    unsigned restored = 0, gone = 0;
+    json_array_foreach(pods, i, jp)
+    {
+        struct na_pod_spec spec = {
+                .uid = json_string_value(json_object_get(jp, "uid")),
+                .netns = json_string_value(json_object_get(jp, "netns")),
+                .ns = json_string_value(json_object_get(jp, "namespace")),
+                .name = json_string_value(json_object_get(jp, "name")),
+        };
+        size_t k;
+        json_t *ip;
+        json_array_foreach(json_object_get(jp, "ips"), k, ip)
+        {
+            if (spec.nips < NA_POD_MAX_IPS && json_is_string(ip))
+                spec.ips[spec.nips++] = json_string_value(ip);
+        }
+        int ret = na_pod_adopt(a, &spec);
+        if (ret < 0) {
+            gone++;
+            dp_info("node", "pod from the state file not restored", DP_LS("uid", spec.uid ? spec.uid : ""),
+                    DP_LS("netns", spec.netns ? spec.netns : ""), DP_LERR(ret));
+        } else {
+            restored++;
+        }
+    }
+    json_decref(doc);
+    pthread_mutex_lock(&a->pods_mu);
+    save_state_locked(a); /* prune what is gone */
+    pthread_mutex_unlock(&a->pods_mu);
+    if (restored || gone)
+        dp_info("node", "pods restored from the state file", DP_LU("restored", restored),
+                DP_LU("gone", gone));
+    return 0;
+}
+
 static struct na_pod *find_locked(struct na_agent *a, const char *uid)
 {
     struct dp_list *it;
@@ -305,6 +394,7 @@ int na_pod_adopt(struct na_agent *a, const struct na_pod_spec *spec)
         goto fail;
     }
     dp_list_add_tail(&a->pods, &p->link);
+    save_state_locked(a);
     pthread_mutex_unlock(&a->pods_mu);
     dp_info("node", "pod adopted", DP_LS("uid", p->uid), DP_LS("netns", p->netns_path),
             DP_LU("worker", p->w->index), DP_LB("original_source", p->orig_src));
@@ -318,8 +408,10 @@ int na_pod_release(struct na_agent *a, const char *uid)
 {
     pthread_mutex_lock(&a->pods_mu);
     struct na_pod *p = find_locked(a, uid);
-    if (p)
+    if (p) {
         dp_list_del(&p->link);
+        save_state_locked(a);
+    }
     pthread_mutex_unlock(&a->pods_mu);
     if (!p)
         return 0;

@@ -66,7 +66,10 @@ struct na_pod_spec {
 int na_pod_adopt(struct na_agent *a, const struct na_pod_spec *spec);
 /** Release by uid; 0 whether or not it was known. */
 int na_pod_release(struct na_agent *a, const char *uid);
-/** Release everything (shutdown). */
+/** Re-adopt the pods listed in <run_dir>/pods.json (written on every adopt/release) after a
+ *  restart; pods whose netns is gone are dropped from the file. 0. */
+int na_pods_restore(struct na_agent *a);
+/** Release everything (shutdown; the state file is kept for the next start). */
 void na_pods_release_all(struct na_agent *a);
 /** Stop accepting on every pod (drain) — listeners closed, pods kept. */
 void na_pods_stop_listening(struct na_agent *a);

@@ -3,7 +3,8 @@
 # POST /v1/pods answers {"adopted":true} only once 15001/15006/15008 listen inside the pod
 # netns with SO_MARK 0x539; adopt is idempotent; DELETE is idempotent and closes them; a
 # missing netns is 503; malformed bodies are 400; readiness and metrics endpoints answer;
-# garbage on 15001 without redirection is refused without harming the agent.
+# garbage on 15001 without redirection is refused without harming the agent; a restarted agent
+# re-opens the listeners of the pods it had adopted (state file in the run dir).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/test/lib/testlib.sh"
@@ -48,5 +49,19 @@ t_eq "missing netns field -> 400" "400" "$(cni -XPOST http://agent/v1/pods -d '{
 t_eq "unknown path -> 404" "404" "$(cni http://agent/v1/nothing)"
 t_eq "re-adopt after delete -> 200" "200" "$(cni -XPOST http://agent/v1/pods -d "$BODY")"
 t_eq "listeners back" "3" "$(l4_ns a ss -ltnH | wc -l)"
+
+# restart: the agent re-opens the listeners of pods it had adopted, without a new POST
+t_match "state file lists the pod" '"pod-1"' "$(cat "$T_DIR/run-n1/pods.json")"
+kill -TERM "$L4_PID_n1"
+t_check "agent stopped" t_wait_for 5 bash -c "! kill -0 $L4_PID_n1 2>/dev/null"
+t_eq "listeners closed while the agent is down" "0" "$(l4_ns a ss -ltnH | wc -l)"
+t_check "agent restarted with the same run dir" l4_agent n1 "$T_DIR/empty.json"
+t_eq "restart: listeners re-opened from the state file" "3" "$(l4_ns a ss -ltnH | wc -l)"
+t_match "restart: logged" 'pods restored from the state file.*restored=1' "$(cat "$T_DIR/n1.log")"
+t_eq "DELETE after restart -> 200" "200" "$(cni -XDELETE http://agent/v1/pods/pod-1)"
+kill -TERM "$L4_PID_n1"
+t_wait_for 5 bash -c "! kill -0 $L4_PID_n1 2>/dev/null"
+l4_agent n1 "$T_DIR/empty.json" >>"$T_LOG" 2>&1
+t_eq "restart after DELETE: nothing re-opened" "0" "$(l4_ns a ss -ltnH | wc -l)"
 
 t_end
