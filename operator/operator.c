@@ -24,6 +24,7 @@ enum inf_idx {
     INF_AUTHZ,
     INF_PEERAUTHN,
     INF_MESHES,
+    INF_CACERTS,
     INF_COUNT,
 };
 
@@ -41,6 +42,8 @@ static const struct {
         [INF_AUTHZ] = {&DP_KUBE_RES_AUTHORIZATIONPOLICIES, false},
         [INF_PEERAUTHN] = {&DP_KUBE_RES_PEERAUTHENTICATIONS, false},
         [INF_MESHES] = {&DP_KUBE_RES_MESHES, false},
+        /* the plug-in CA Secret (operator namespace, field selector): reloaded on change */
+        [INF_CACERTS] = {&DP_KUBE_RES_SECRETS, false},
 };
 
 struct op_ctx {
@@ -65,6 +68,8 @@ struct op_ctx {
     unsigned roots_inflight;
 
     bool leader;
+    unsigned ca_generation;
+    struct dp_defer ca_reload;
     struct op_stats stats;
 };
 
@@ -324,10 +329,21 @@ static void queue_root(struct op_ctx *op, const json_t *ns_obj)
 
 /* ------------------------------------------------------------------ informer handlers */
 
+static bool is_kind(const json_t *obj, const char *kind)
+{
+    const char *k = json_string_value(json_object_get(obj, "kind"));
+
+    return k != NULL && strcmp(k, kind) == 0;
+}
+
 static void on_obj_add(json_t *obj, void *arg)
 {
     struct op_ctx *op = arg;
 
+    if (is_kind(obj, "Secret")) {
+        dp_loop_defer(op->loop, &op->ca_reload);
+        return;
+    }
     if (json_is_string(json_object_get(obj, "kind")) &&
         strcmp(json_string_value(json_object_get(obj, "kind")), "Namespace") == 0)
         queue_root(op, obj);
@@ -339,6 +355,10 @@ static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
     struct op_ctx *op = arg;
 
     (void)old_obj;
+    if (is_kind(new_obj, "Secret")) {
+        dp_loop_defer(op->loop, &op->ca_reload);
+        return;
+    }
     if (json_is_string(json_object_get(new_obj, "kind")) &&
         strcmp(json_string_value(json_object_get(new_obj, "kind")), "Namespace") == 0 &&
         op->opts.write_selector != NULL)
@@ -348,8 +368,53 @@ static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
 
 static void on_obj_delete(json_t *obj, void *arg)
 {
-    (void)obj;
-    mark_dirty(arg);
+    struct op_ctx *op = arg;
+
+    if (is_kind(obj, "Secret")) {
+        dp_loop_defer(op->loop, &op->ca_reload);
+        return;
+    }
+    mark_dirty(op);
+}
+
+/*
+ * `cacerts` appeared, changed or vanished: load the CA again (cacerts > istio-ca-secret >
+ * self-signed, as at start). A broken new cacerts keeps the old CA in force (logged). Deferred so
+ * that it runs once per batch of events, outside informer callbacks.
+ */
+static void on_ca_reload(struct dp_loop *loop, void *arg)
+{
+    struct op_ctx *op = arg;
+    struct op_ca *ca = NULL;
+    char err[512] = "";
+    int r;
+
+    (void)loop;
+    if (!dp_kube_informer_synced(op->inf[INF_CACERTS]))
+        return; /* the initial list: the CA was loaded at start */
+    r = op_ca_bootstrap(op->client, op->opts.namespace, &ca, err, sizeof(err));
+    if (r < 0) {
+        dp_error(SCOPE, "CA reload failed, keeping the current CA", DP_LS("detail", err),
+                 DP_LERR(r));
+        return;
+    }
+    if (strcmp(ca->root_pem, op->ca->root_pem) == 0 &&
+        strcmp(ca->chain_pem, op->ca->chain_pem) == 0) {
+        op_ca_free(ca);
+        return;
+    }
+    op_ca_free(op->ca);
+    op->ca = ca;
+    op->ca_generation++;
+    dp_info(SCOPE, "CA reloaded", DP_LS("source", ca->source));
+    if (op->leader) {
+        const char *k;
+        json_t *v;
+
+        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, v)
+            queue_root(op, v);
+        roots_kick(op);
+    }
 }
 
 static void on_synced(struct dp_kube_informer *inf, void *arg)
@@ -381,6 +446,7 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
     dp_list_init(&op->subs);
     dp_timer_init(&op->debounce, on_debounce, op);
     dp_timer_init(&op->roots_timer, on_roots_timer, op);
+    dp_defer_init(&op->ca_reload, on_ca_reload, op);
     dp_kube_queue_init(&op->roots, 200, 60000, 50, 200, 0);
     op->snap = json_pack("{s:{},s:{},s:{},s:{}}", "workload", "service", "policy", "waypoint");
     op->log = json_array();
@@ -406,8 +472,11 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
     if (r < 0)
         goto fail;
     for (int i = 0; i < INF_COUNT; i++) {
-        r = dp_kube_informer_new(op->multi, INFORMERS[i].res, NULL, NULL, &INF_OPS, op,
-                                 &op->inf[i]);
+        struct dp_kube_list_opts sel = {.field_selector = "metadata.name=cacerts"};
+
+        r = dp_kube_informer_new(op->multi, INFORMERS[i].res,
+                                 i == INF_CACERTS ? opts->namespace : NULL,
+                                 i == INF_CACERTS ? &sel : NULL, &INF_OPS, op, &op->inf[i]);
         if (r < 0)
             goto fail;
         /* optional CRDs may be installed any time: look again every few seconds */
@@ -441,6 +510,7 @@ void op_free(struct op_ctx *op)
     dp_kube_multi_free(op->multi);
     dp_timer_cancel(&op->debounce);
     dp_timer_cancel(&op->roots_timer);
+    dp_defer_cancel(&op->ca_reload);
     dp_kube_queue_done(&op->roots);
     dp_kube_client_free(op->client);
     dp_kube_config_free(op->kcfg);
@@ -531,6 +601,11 @@ bool op_may_write(const struct op_ctx *op, const char *ns, const json_t *labels)
         labels = json_object_get(json_object_get(nso, "metadata"), "labels");
     }
     return dp_kube_selector_matches(op->opts.write_selector, labels) == 1;
+}
+
+unsigned op_ca_generation(const struct op_ctx *op)
+{
+    return op->ca_generation;
 }
 
 const struct op_ca *op_ca(const struct op_ctx *op)

@@ -76,7 +76,10 @@ bool op_may_write(const struct op_ctx *op, const char *ns, const json_t *labels)
 void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg);
 void op_unsubscribe(struct op_sub *sub);
 
+/** The current CA (borrowed: valid until the next loop round; it is replaced when Secret
+ *  `cacerts` changes) and a counter bumped on every replacement. */
 const struct op_ca *op_ca(const struct op_ctx *op);
+unsigned op_ca_generation(const struct op_ctx *op);
 const struct op_options *op_opts(const struct op_ctx *op);
 struct dp_kube_multi *op_multi(struct op_ctx *op);
 struct dp_loop *op_loop(struct op_ctx *op);

@@ -27,6 +27,7 @@ struct op_server {
     struct op_server_config cfg;
     struct dp_httpd *httpd;
     SSL_CTX *ssl_ctx;
+    unsigned ssl_ca_generation; /* CA generation the serving certificate was issued from */
     struct dp_httpd_transport transport;
     struct dp_list streams;
     unsigned n_streams;
@@ -45,11 +46,27 @@ void op_server_config_defaults(struct op_server_config *c)
 
 /* ------------------------------------------------------------------ TLS transport */
 
+static int make_ssl_ctx(struct op_server *srv);
+
 static int tls_on_accept(void *targ, int fd, void **ret_ctx)
 {
     struct op_server *srv = targ;
-    SSL *ssl = SSL_new(srv->ssl_ctx);
+    SSL *ssl;
 
+    if (srv->ssl_ca_generation != op_ca_generation(srv->op)) {
+        /* the CA changed (cacerts): issue a new serving certificate from it */
+        SSL_CTX *old = srv->ssl_ctx;
+
+        srv->ssl_ctx = NULL;
+        if (make_ssl_ctx(srv) == 0) {
+            SSL_CTX_free(old); /* connections hold their own reference */
+        } else {
+            SSL_CTX_free(srv->ssl_ctx);
+            srv->ssl_ctx = old;
+        }
+        srv->ssl_ca_generation = op_ca_generation(srv->op);
+    }
+    ssl = SSL_new(srv->ssl_ctx);
     if (ssl == NULL)
         return -ENOMEM;
     if (SSL_set_fd(ssl, fd) != 1) {
@@ -156,6 +173,7 @@ static int make_ssl_ctx(struct op_server *srv)
     SSL_CTX_set_min_proto_version(srv->ssl_ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(srv->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    srv->ssl_ca_generation = op_ca_generation(srv->op);
     if (SSL_CTX_use_certificate(srv->ssl_ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey(srv->ssl_ctx, key) != 1)
         goto out;

@@ -189,5 +189,23 @@ root_is_plugin() {
     [ "$(kc -n "$ns" get configmap istio-ca-root-cert -o jsonpath='{.data.root-cert\.pem}')" == "$(cat "$d/root-cert.pem")" ]
 }
 t_check "plug-in root published" t_wait_for 20 root_is_plugin
+# hot reload: a new plug-in CA replaces the old one without a restart
+d2=$T_DIR/cacerts2
+mkdir -p "$d2"
+openssl ecparam -name prime256v1 -genkey -noout -out "$d2/ca-key.pem" 2>/dev/null
+openssl req -x509 -new -key "$d2/ca-key.pem" -subj "/O=amb-test/CN=Second Root" -days 2 \
+    -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign,cRLSign \
+    -out "$d2/ca-cert.pem" 2>/dev/null
+cp "$d2/ca-cert.pem" "$d2/root-cert.pem"
+cp "$d2/ca-cert.pem" "$d2/cert-chain.pem"
+kc -n "$opns" create secret generic cacerts --from-file="$d2/ca-cert.pem" --from-file="$d2/ca-key.pem" \
+    --from-file="$d2/root-cert.pem" --from-file="$d2/cert-chain.pem" --dry-run=client -o yaml |
+    kc apply -f - >>"$T_LOG" 2>&1
+root_is_second() {
+    [ "$(kc -n "$ns" get configmap istio-ca-root-cert -o jsonpath='{.data.root-cert\.pem}')" == "$(cat "$d2/root-cert.pem")" ]
+}
+t_check "a changed cacerts is reloaded and its root published without a restart" \
+    t_wait_for 30 root_is_second
+t_match "reload logged" 'CA reloaded.*source=cacerts' "$(cat "$T_DIR/operator.log")"
 stop_op
 t_end
