@@ -137,6 +137,21 @@ out:
     return d;
 }
 
+void na_enrol_redirect_opts(const json_t *pod, const struct dp_nft_pod_opts *base,
+                            struct dp_nft_pod_opts *ret)
+{
+    struct dp_nft_pod_opts o = *base;
+    const char *dns = dp_kube_annotation(pod, NA_ENROL_DNS_ANN);
+    if (dns && strcmp(dns, "true") == 0)
+        o.dns_capture = true;
+    else if (dns && strcmp(dns, "false") == 0)
+        o.dns_capture = false;
+    const char *bypass = dp_kube_annotation(pod, NA_ENROL_BYPASS_ANN);
+    if (bypass && strcmp(bypass, "true") == 0)
+        o.bypass_inbound = true;
+    *ret = o;
+}
+
 int na_enrol_policy_parse_exclude(struct na_enrol_policy *pol, char *csv)
 {
     pol->n_exclude = 0;
@@ -159,7 +174,8 @@ struct enrolled {
     int nsfd; /* kept open while enrolled */
     char ips[NA_POD_MAX_IPS][64];
     unsigned nips;
-    struct dp_nft_pod_opts o;
+    struct dp_nft_pod_opts base; /* defaults or the CNI plugin's record */
+    struct dp_nft_pod_opts o;    /* base + the pod's annotations: what is installed */
 };
 
 struct patch_req {
@@ -209,7 +225,7 @@ struct found {
     char path[DP_NETNS_PATH_MAX];
     int fd;
     const char *how;
-    bool dns, ipv6;
+    bool dns, bypass, ipv6;
 };
 
 static bool holds_ip(int fd, const char *const *ips, size_t n)
@@ -288,6 +304,7 @@ static int from_state(struct na_enrol *e, const char *uid, const char *const *ip
             try_path(netns, ips, n, &f->fd) == 0) {
             snprintf(f->path, sizeof(f->path), "%s", netns);
             f->dns = json_is_true(json_object_get(st, "dnsCapture"));
+            f->bypass = json_is_true(json_object_get(st, "bypassInbound"));
             json_t *v6 = json_object_get(st, "ipv6");
             f->ipv6 = v6 ? json_is_true(v6) : true;
             f->how = "cni state";
@@ -502,9 +519,11 @@ static int enrol(struct na_enrol *e, const char *key, const json_t *pod, const c
     snprintf(en->netns, sizeof(en->netns), "%s", f.path);
     for (size_t i = 0; i < n && i < NA_POD_MAX_IPS; i++)
         snprintf(en->ips[en->nips++], sizeof(en->ips[0]), "%s", ips[i]);
-    dp_nft_pod_opts_init(&en->o);
-    en->o.dns_capture = f.dns;
-    en->o.ipv6 = f.ipv6;
+    dp_nft_pod_opts_init(&en->base);
+    en->base.dns_capture = f.dns;
+    en->base.bypass_inbound = f.bypass;
+    en->base.ipv6 = f.ipv6;
+    na_enrol_redirect_opts(pod, &en->base, &en->o);
 
     r = dp_nft_pod_apply_in(en->nsfd, &en->o);
     if (r < 0) {
@@ -532,7 +551,8 @@ static int enrol(struct na_enrol *e, const char *key, const json_t *pod, const c
     dp_list_add_tail(&e->enrolled, &en->link);
     e->n_enrolled++;
     dp_info(SCOPE, "pod enrolled", DP_LS("pod", key), DP_LS("uid", uid), DP_LS("ip", ips[0]),
-            DP_LS("netns", en->netns), DP_LS("found_by", f.how), DP_LS("reason", why));
+            DP_LS("netns", en->netns), DP_LS("found_by", f.how), DP_LS("reason", why),
+            DP_LB("dns_capture", en->o.dns_capture), DP_LB("bypass_inbound", en->o.bypass_inbound));
     return 0;
 fail:
     enrolled_free(en);
@@ -677,6 +697,19 @@ static int reconcile(struct na_enrol *e, const char *key)
             int r = enrol(e, key, pod, uid, ips, nips, why);
             if (r < 0)
                 return r;
+        } else {
+            /* an annotation of §1.11 changed: rewrite the rules in place (one atomic batch) */
+            struct dp_nft_pod_opts o;
+            na_enrol_redirect_opts(pod, &en->base, &o);
+            if (o.dns_capture != en->o.dns_capture || o.bypass_inbound != en->o.bypass_inbound) {
+                int r = dp_nft_pod_apply_in(en->nsfd, &o);
+                if (r < 0)
+                    return r;
+                en->o = o;
+                dp_info(SCOPE, "pod redirection updated", DP_LS("pod", key),
+                        DP_LB("dns_capture", o.dns_capture),
+                        DP_LB("bypass_inbound", o.bypass_inbound));
+            }
         }
         return annotate(e, key, pod, true);
     }

@@ -46,12 +46,16 @@
 
 #include <jansson.h>
 
+#include "nft.h"
+
 struct na_agent;
 struct na_enrol;
 
 #define NA_ENROL_LABEL       "istio.io/dataplane-mode"
 #define NA_ENROL_ANNOTATION  "ambient.istio.io/redirection"
 #define NA_ENROL_SIDECAR_ANN "sidecar.istio.io/status"
+#define NA_ENROL_DNS_ANN     "ambient.istio.io/dns-capture"
+#define NA_ENROL_BYPASS_ANN  "ambient.istio.io/bypass-inbound-capture"
 #define NA_ENROL_MAX_EXCLUDE 64
 
 enum na_enrol_decision {
@@ -81,6 +85,15 @@ enum na_enrol_decision na_enrol_decide(const json_t *pod, const json_t *ns,
 
 /** Pod IPs: status.podIPs[].ip, else status.podIP. Borrowed strings; returns how many (<= max). */
 size_t na_enrol_pod_ips(const json_t *pod, const char **ips, size_t max);
+
+/**
+ * Redirection options for a pod (reference §1.11): `base` (dp_nft defaults, or what the CNI
+ * plugin recorded in its state file) overridden by the pod annotations
+ * ambient.istio.io/dns-capture ("true"/"false") and ambient.istio.io/bypass-inbound-capture
+ * ("true": capture outbound only) — the same rule as the plugin's. Pure.
+ */
+void na_enrol_redirect_opts(const json_t *pod, const struct dp_nft_pod_opts *base,
+                            struct dp_nft_pod_opts *ret);
 
 /** Parse a comma list of namespaces into pol (strings point into `csv`, which is modified).
  *  0, or -E2BIG beyond NA_ENROL_MAX_EXCLUDE. */

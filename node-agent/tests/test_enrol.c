@@ -182,6 +182,40 @@ static void test_exclude_parse(void **state)
     assert_int_equal(na_enrol_policy_parse_exclude(&pol, big), -E2BIG);
 }
 
+static void test_redirect_opts(void **state)
+{
+    (void)state;
+    struct dp_nft_pod_opts base, o;
+    dp_nft_pod_opts_init(&base);
+    json_t *pod = json_pack("{s:{s:{}}}", "metadata", "annotations");
+    json_t *ann = json_object_get(json_object_get(pod, "metadata"), "annotations");
+    na_enrol_redirect_opts(pod, &base, &o);
+    assert_false(o.dns_capture);
+    assert_false(o.bypass_inbound);
+    assert_true(o.ipv6);
+    json_object_set_new(ann, NA_ENROL_DNS_ANN, json_string("true"));
+    json_object_set_new(ann, NA_ENROL_BYPASS_ANN, json_string("true"));
+    na_enrol_redirect_opts(pod, &base, &o);
+    assert_true(o.dns_capture);
+    assert_true(o.bypass_inbound);
+    /* the plugin recorded DNS capture; the annotation can turn it off, junk leaves it */
+    base.dns_capture = true;
+    base.ipv6 = false;
+    json_object_set_new(ann, NA_ENROL_DNS_ANN, json_string("false"));
+    json_object_set_new(ann, NA_ENROL_BYPASS_ANN, json_string("yes"));
+    na_enrol_redirect_opts(pod, &base, &o);
+    assert_false(o.dns_capture);
+    assert_false(o.bypass_inbound);
+    assert_false(o.ipv6);
+    json_object_set_new(ann, NA_ENROL_DNS_ANN, json_string("TRUE"));
+    na_enrol_redirect_opts(pod, &base, &o);
+    assert_true(o.dns_capture);
+    assert_int_equal(o.port_outbound, 15001);
+    na_enrol_redirect_opts(NULL, &base, &o); /* no pod: the base */
+    assert_true(o.dns_capture);
+    json_decref(pod);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +223,7 @@ int main(void)
             cmocka_unit_test(test_deleted_and_no_policy),
             cmocka_unit_test(test_pod_ips),
             cmocka_unit_test(test_exclude_parse),
+            cmocka_unit_test(test_redirect_opts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,6 +176,14 @@ t_check "pr: enrolled" waitfor has_listeners "$PRNS"
 t_match "pr: netns found by the /proc cgroup scan" "pod=$NS/pr .*found_by=\"?proc scan" "$(cat "$T_DIR/agent.log")"
 t_check "pr: redirection installed" has_table "$PRNS"
 t_check "pr: annotated" waitfor annotated pr
+kc -n "$NS" annotate pod pr ambient.istio.io/bypass-inbound-capture=true >>"$T_LOG" 2>&1
+no_inbound() { ! ip netns exec "$PRNS" nft list table inet ambit | grep -q 'redirect to :15006'; }
+t_check "pr: bypass-inbound-capture annotation rewrites the rules in place" waitfor no_inbound
+t_match "pr: outbound still captured" 'redirect to :15001' \
+    "$(ip netns exec "$PRNS" nft list table inet ambit 2>&1)"
+kc -n "$NS" annotate pod pr ambient.istio.io/bypass-inbound-capture- >>"$T_LOG" 2>&1
+t_check "pr: annotation removed -> inbound captured again" waitfor bash -c \
+    "ip netns exec $PRNS nft list table inet ambit | grep -q 'redirect to :15006'"
 t_eq "opted-out pod: no listeners" "0" "$(nlisten "$OPTNS")"
 t_check "opted-out pod: no redirection table" no_table "$OPTNS"
 t_check "opted-out pod: no annotation" not_annotated optout
