@@ -79,7 +79,7 @@ func (r *runner) cniExec(cmd string, a cniArgs, conf map[string]interface{}) ([]
 	}
 	stdin, _ := json.Marshal(conf)
 	// the plugin sees the node's view of the host dirs (/etc/cni/net.d, /var/run/ambit, ...)
-	argv := append([]string{"unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+	argv := append([]string{"unshare", "--mount", "--propagation", "slave", "--", "/bin/sh", "-c",
 		r.nodeViewScript(nil, ""), "sh"}, bin)
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(),

@@ -648,7 +648,7 @@ func (w *podWorker) launchArgv(pod *v1.Pod, c *ctrState) []string {
 	if sb != nil && sb.Netns != "" {
 		argv = append(argv, "nsenter", "--net=/run/netns/"+sb.Netns, "--")
 	}
-	argv = append(argv, "unshare", "--mount", "--uts", "--propagation", "private", "--",
+	argv = append(argv, "unshare", "--mount", "--uts", "--propagation", "slave", "--",
 		"/bin/sh", "-c", w.r.nodeViewScript(c.mounts, hn)+"", "sh")
 	return append(argv, c.argv...)
 }

@@ -153,8 +153,12 @@ spec:
         image: busybox:1.36
         command: [sh, -c, 'echo \$NODE_NAME > /var/run/ambit/smoke-$sfx; exec sleep 3600']
         env: [{name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
-        volumeMounts: [{name: run, mountPath: /var/run/ambit}]
-      volumes: [{name: run, hostPath: {path: /var/run/ambit, type: DirectoryOrCreate}}]
+        volumeMounts:
+        - {name: run, mountPath: /var/run/ambit}
+        - {name: netns, mountPath: /host/var/run/netns, mountPropagation: HostToContainer}
+      volumes:
+      - {name: run, hostPath: {path: /var/run/ambit, type: DirectoryOrCreate}}
+      - {name: netns, hostPath: {path: /var/run/netns}}
 EOF
 t_check "daemonset rolled out on both nodes" kubectl -n "$NS_APP" rollout status ds/nodeprobe --timeout=60s
 ds=$(kubectl -n "$NS_APP" get pods -l app=nodeprobe -o jsonpath='{range .items[*]}{.spec.nodeName}={.status.podIP} {end}')
@@ -165,6 +169,13 @@ for i in 1 2; do
     t_wait_for 10 test -s "$f"
     t_eq "hostPath is per node (node$i's own copy)" "amb-node$i" "$(cat "$f" 2>&1)"
 done
+# a netns created after the pod started is usable through its hostPath (HostToContainer)
+late=${NS_PREFIX}smoke-$sfx
+ip netns add "$late"
+dsp=$(kubectl -n "$NS_APP" get pods -l app=nodeprobe -o jsonpath='{.items[0].metadata.name}')
+t_check "netns created later is visible in the pod (mount propagation)" \
+    kubectl -n "$NS_APP" exec "$dsp" -- nsenter --net="/host/var/run/netns/$late" true
+ip netns del "$late"
 t_eq "host's own /var/run/ambit untouched" no "$([ -e "/var/run/ambit/smoke-$sfx" ] && echo yes || echo no)"
 t_check "delete daemonset" kubectl -n "$NS_APP" delete ds nodeprobe --wait=true --timeout=60s
 rm -f "$AMBIT_CLUSTER_DIR"/nodes/node*/root/var/run/ambit/smoke-"$sfx"
