@@ -223,6 +223,7 @@ static int do_release(struct na_worker *w, void *arg)
     struct na_pod *p = arg;
     (void)w;
     close_listeners(p);
+    na_pod_drain_hbone(p);
     p->released = true;
     na_pod_unref(p);
     return 0;
@@ -232,6 +233,7 @@ static int do_stop(struct na_worker *w, void *arg)
 {
     (void)w;
     close_listeners(arg);
+    na_pod_drain_hbone(arg);
     return 0;
 }
 
@@ -352,6 +354,7 @@ int na_pod_adopt(struct na_agent *a, const struct na_pod_spec *spec)
         p->l[i].kind = (enum na_listener_kind)i;
     }
     dp_list_init(&p->link);
+    dp_list_init(&p->hbcs);
     snprintf(p->uid, sizeof(p->uid), "%s", spec->uid);
     snprintf(p->netns_path, sizeof(p->netns_path), "%s", spec->netns);
     snprintf(p->ns, sizeof(p->ns), "%s", spec->ns ? spec->ns : "");

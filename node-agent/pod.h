@@ -47,6 +47,7 @@ struct na_pod {
     struct na_worker *w;
     struct na_agent *agent;
     struct na_listener l[NA_L_COUNT];
+    struct dp_list hbcs;     /* inbound HBONE connections (proxy.c), pod's worker only */
     bool released;
     bool orig_src; /* redirection + policy routing present: inbound connects to the app may
                       use the client's address (IP_TRANSPARENT), reference §1.8 */

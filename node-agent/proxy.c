@@ -282,8 +282,32 @@ void na_outbound_accept(struct na_pod *pod, int fd)
 struct hb_srv {
     struct na_pod *pod;
     struct na_view *view;
-    struct na_wl self; /* the pod's workload */
+    struct na_wl self;     /* the pod's workload */
+    struct dp_list link;   /* pod->hbcs (pod's worker only) */
+    struct hbc *hbc;       /* borrowed, valid until on_conn_done */
+    bool done;
+    struct dp_defer release;
 };
+
+static void hb_srv_release(struct dp_loop *loop, void *arg)
+{
+    struct hb_srv *s = arg;
+    (void)loop;
+    na_view_put(s->view);
+    na_pod_unref(s->pod);
+    free(s);
+}
+
+void na_pod_drain_hbone(struct na_pod *pod)
+{
+    struct dp_list *it, *tmp;
+    dp_list_for_each_safe(it, tmp, &pod->hbcs)
+    {
+        struct hb_srv *s = dp_container_of(it, struct hb_srv, link);
+        if (s->hbc && !s->done)
+            dp_hbc_drain(s->hbc); /* GOAWAY: peers stop opening streams here */
+    }
+}
 
 static int srv_check_authority(void *arg, struct dp_hbone_request *req)
 {
@@ -369,9 +393,11 @@ static void srv_conn_done(void *arg, const char *peer_id, const char *error)
     if (error && *error)
         dp_info("node", "inbound hbone connection closed", DP_LS("pod", s->pod->uid),
                 DP_LS("peer", peer_id ? peer_id : ""), DP_LS("reason", error));
-    na_view_put(s->view);
-    na_pod_unref(s->pod);
-    free(s);
+    s->done = true;
+    s->hbc = NULL;
+    dp_list_del(&s->link);
+    /* freed after this round: na_inbound_hbone_accept may still look at s */
+    dp_loop_defer(s->pod->w->loop, &s->release);
 }
 
 static const struct dp_hbone_server_ops srv_ops = {
@@ -409,14 +435,21 @@ void na_inbound_hbone_accept(struct na_pod *pod, int fd)
         return;
     }
     na_pod_ref(pod);
-    ret = dp_hbone_accept(pod->w->loop, fd, id, NULL, &srv_ops, s, NULL);
+    dp_defer_init(&s->release, hb_srv_release, s);
+    dp_list_add_tail(&pod->hbcs, &s->link);
+    struct hbc *hbc = NULL;
+    ret = dp_hbone_accept(pod->w->loop, fd, id, NULL, &srv_ops, s, &hbc);
     dp_identity_unref(id);
     if (ret < 0) {
         /* fd stolen and closed; on_conn_done does not run */
+        dp_list_del(&s->link);
         na_view_put(s->view);
         na_pod_unref(pod);
         free(s);
+        return;
     }
+    if (!s->done)
+        s->hbc = hbc;
 }
 
 /* ------------------------------------------------------------------ inbound plaintext */

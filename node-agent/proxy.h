@@ -17,5 +17,8 @@ struct na_pod;
 void na_outbound_accept(struct na_pod *pod, int fd);
 void na_inbound_hbone_accept(struct na_pod *pod, int fd);
 void na_inbound_plain_accept(struct na_pod *pod, int fd);
+/** Drain: GOAWAY on every inbound HBONE connection of the pod (pod's worker only). Open
+ *  streams finish; peers open new ones elsewhere. */
+void na_pod_drain_hbone(struct na_pod *pod);
 
 #endif

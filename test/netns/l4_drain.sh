@@ -30,6 +30,8 @@ t_eq "in-flight transfer completed intact" "400005" "$(cat "$T_DIR/slow.out")"
 t_check "agent 1 exits after the drain" t_wait_for 5 bash -c "! kill -0 $L4_PID_n1 2>/dev/null"
 t_check "agent 2 exits after the drain" t_wait_for 5 bash -c "! kill -0 $L4_PID_n2 2>/dev/null"
 t_match "drain logged" 'drain finished.*open_connections=0' "$(cat "$T_DIR/n1.log")"
+t_match "server agent drained too (inbound HBONE connections got GOAWAY, stream finished)" \
+    'drain finished.*open_connections=0' "$(cat "$T_DIR/n2.log")"
 
 # deadline: a connection that never ends does not keep the agent alive
 l4_agent n1 "$T_DIR/n1.json" --drain-ms 1000 >>"$T_LOG" 2>&1
