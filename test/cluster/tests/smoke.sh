@@ -22,6 +22,8 @@ if ! "$CL" status >/dev/null 2>&1; then
     else
         t_fail "cluster up" "see $T_LOG and /var/lib/ambit-cluster/logs"
         tail -40 "$T_LOG"
+        cp -r /var/lib/ambit-cluster/logs "$T_DIR/cluster-logs" 2>/dev/null &&
+            echo "cluster-smoke: component logs kept in $T_DIR/cluster-logs"
         "$CL" down >/dev/null 2>&1
         t_end
         exit 1
@@ -30,7 +32,17 @@ fi
 eval "$("$CL" env)"
 . "$REPO/test/cluster/config.sh"
 
+keep_logs() {
+    if [ "$T_FAILED" -gt 0 ] && [ -d "${AMBIT_CLUSTER_DIR:-/nonexistent}/logs" ] && [ ! -d "$T_DIR/cluster-logs" ]; then
+        # keep the evidence: component logs and pod states survive `cluster down`
+        kubectl get pods -A -o wide >"$T_DIR/pods.txt" 2>&1
+        cp -r "$AMBIT_CLUSTER_DIR/logs" "$T_DIR/cluster-logs" 2>/dev/null
+        echo "cluster-smoke: logs kept in $T_DIR (test.log, pods.txt, cluster-logs/)"
+        tail -5 "$T_DIR"/cluster-logs/runner-node*.log 2>/dev/null
+    fi
+}
 cleanup() {
+    keep_logs
     kubectl delete ns "$NS_APP" "$NS_CLI" --wait=false >/dev/null 2>&1
     helm uninstall smoke-chart -n "$NS_CLI" >/dev/null 2>&1
     if [ "$started" = 1 ] && [ -z "${AMBIT_CLUSTER_KEEP:-}" ]; then "$CL" down >/dev/null 2>&1; fi
@@ -263,6 +275,7 @@ after=$(ip netns list | grep -c "^${NS_PREFIX}n[0-9]-")
 t_eq "pod netns removed (CNI DEL + netns delete)" 2 "$((before - after))"
 
 # ---------------------------------------------------------------- down (only when we brought it up)
+keep_logs
 if [ "$started" = 1 ] && [ -z "${AMBIT_CLUSTER_KEEP:-}" ]; then
     pids=$(cat "$AMBIT_CLUSTER_DIR"/pids/*.pid 2>/dev/null)
     t_check "cluster down" "$CL" down
