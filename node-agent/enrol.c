@@ -101,6 +101,15 @@ enum na_enrol_decision na_enrol_decide(const json_t *pod, const json_t *ns,
         reason = "the agent's own pod";
         goto out;
     }
+    if (pol && pol->mesh_ns && pns && strcmp(pns, pol->mesh_ns) == 0) {
+        const char *app = dp_kube_label(pod, "app");
+        if ((app && (strcmp(app, "ambit-node") == 0 || strcmp(app, "ztunnel") == 0 ||
+                     strcmp(app, "ambit-cni") == 0)) ||
+            (pname && strncmp(pname, "ambit-node-", 11) == 0)) {
+            reason = "the mesh's own pod";
+            goto out;
+        }
+    }
     if (dp_kube_annotation(pod, NA_ENROL_SIDECAR_ANN)) {
         reason = "sidecar injected";
         goto out;
@@ -951,6 +960,7 @@ int na_enrol_new(struct na_agent *a, struct na_enrol **ret_e)
     }
     e->pol.self_ns = getenv("POD_NAMESPACE");
     e->pol.self_name = getenv("POD_NAME");
+    e->pol.mesh_ns = e->pol.self_ns && *e->pol.self_ns ? e->pol.self_ns : "istio-system";
     e->netns_dir = (v = getenv("AMBIT_NETNS_DIR")) && *v ? v : "/var/run/netns";
     e->proc_root = (v = getenv("AMBIT_PROC_ROOT")) && *v ? v : "/proc";
 

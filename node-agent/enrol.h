@@ -71,13 +71,17 @@ struct na_enrol_policy {
     const char *exclude_ns[NA_ENROL_MAX_EXCLUDE];
     size_t n_exclude;
     const char *self_ns, *self_name; /* the agent's own pod (optional) */
+    const char *mesh_ns; /* the mesh's namespace (optional): its ambit-node/ztunnel/ambit-cni
+                            pods are never enrolled, as the plugin decides (cni_kube.h) */
 };
 
 /**
  * Reference §1.2: a pod is ambient when its label istio.io/dataplane-mode is `ambient`, or its
  * namespace (`ns`, may be NULL when unknown) has that label and the pod's label is not `none`.
  * Never: pod NULL (deleted), hostNetwork, excluded namespace, the agent's own pod, a pod with
- * sidecar.istio.io/status, phases Succeeded/Failed. An ambient pod that is not Running or has no
+ * sidecar.istio.io/status, the mesh's own pods (in
+ * pol->mesh_ns: label app ambit-node/ztunnel/ambit-cni, or name ambit-node-*), phases
+ * Succeeded/Failed. An ambient pod that is not Running or has no
  * IP yet is NA_ENROL_WAIT. *ret_reason (optional) gets a static description.
  */
 enum na_enrol_decision na_enrol_decide(const json_t *pod, const json_t *ns,

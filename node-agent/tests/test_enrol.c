@@ -25,36 +25,42 @@ struct row {
     const char *name;       /* default "p" */
     bool sidecar;
     enum na_enrol_decision want;
+    const char *app; /* label app, NULL = none */
 };
 
 static const struct row ROWS[] = {
-        {"pod label ambient", "app", "ambient", NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES},
-        {"namespace label ambient", "app", NULL, "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES},
-        {"both ambient", "app", "ambient", "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES},
-        {"namespace ambient, pod opted out", "app", "none", "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"pod none, namespace unlabelled", "app", "none", NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"namespace ambient, pod label other value", "app", "sidecar", "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES},
-        {"nothing labelled", "app", NULL, NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"namespace label other value", "app", NULL, "sidecar", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"namespace unknown, pod ambient", "app", "ambient", "-", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES},
-        {"namespace unknown, pod unlabelled", "app", NULL, "-", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"hostNetwork, pod label", "app", "ambient", NULL, true, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"hostNetwork, namespace label", "app", NULL, "ambient", true, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"excluded namespace, pod label", "kube-system", "ambient", NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"excluded namespace, namespace label", "kube-system", NULL, "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"second excluded namespace", "skip-me", NULL, "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"the agent's own pod", "istio-system", NULL, "ambient", false, "Running", "10.0.0.5", "ambit-node-x", false, NA_ENROL_NO},
-        {"same name other namespace", "app", NULL, "ambient", false, "Running", "10.0.0.5", "ambit-node-x", false, NA_ENROL_YES},
-        {"sidecar injected", "app", "ambient", "ambient", false, "Running", "10.0.0.5", NULL, true, NA_ENROL_NO},
-        {"ambient, Pending", "app", "ambient", NULL, false, "Pending", NULL, NULL, false, NA_ENROL_WAIT},
-        {"ambient, Pending with IP", "app", NULL, "ambient", false, "Pending", "10.0.0.5", NULL, false, NA_ENROL_WAIT},
-        {"ambient, Running without IP", "app", NULL, "ambient", false, "Running", NULL, NULL, false, NA_ENROL_WAIT},
-        {"ambient, no status", "app", NULL, "ambient", false, NULL, NULL, NULL, false, NA_ENROL_WAIT},
-        {"ambient, Succeeded", "app", "ambient", NULL, false, "Succeeded", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"ambient, Failed", "app", NULL, "ambient", false, "Failed", "10.0.0.5", NULL, false, NA_ENROL_NO},
-        {"not ambient, Pending", "app", NULL, NULL, false, "Pending", NULL, NULL, false, NA_ENROL_NO},
-        {"hostNetwork Pending", "app", "ambient", NULL, true, "Pending", NULL, NULL, false, NA_ENROL_NO},
-        {"excluded, Pending", "kube-system", "ambient", NULL, false, "Pending", NULL, NULL, false, NA_ENROL_NO},
+        {"pod label ambient", "app", "ambient", NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES, NULL},
+        {"namespace label ambient", "app", NULL, "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES, NULL},
+        {"both ambient", "app", "ambient", "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES, NULL},
+        {"namespace ambient, pod opted out", "app", "none", "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"pod none, namespace unlabelled", "app", "none", NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"namespace ambient, pod label other value", "app", "sidecar", "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES, NULL},
+        {"nothing labelled", "app", NULL, NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"namespace label other value", "app", NULL, "sidecar", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"namespace unknown, pod ambient", "app", "ambient", "-", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_YES, NULL},
+        {"namespace unknown, pod unlabelled", "app", NULL, "-", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"hostNetwork, pod label", "app", "ambient", NULL, true, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"hostNetwork, namespace label", "app", NULL, "ambient", true, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"excluded namespace, pod label", "kube-system", "ambient", NULL, false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"excluded namespace, namespace label", "kube-system", NULL, "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"second excluded namespace", "skip-me", NULL, "ambient", false, "Running", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"the agent's own pod", "istio-system", NULL, "ambient", false, "Running", "10.0.0.5", "ambit-node-x", false, NA_ENROL_NO, NULL},
+        {"same name other namespace", "app", NULL, "ambient", false, "Running", "10.0.0.5", "ambit-node-x", false, NA_ENROL_YES, NULL},
+        {"sidecar injected", "app", "ambient", "ambient", false, "Running", "10.0.0.5", NULL, true, NA_ENROL_NO, NULL},
+        {"ambient, Pending", "app", "ambient", NULL, false, "Pending", NULL, NULL, false, NA_ENROL_WAIT, NULL},
+        {"ambient, Pending with IP", "app", NULL, "ambient", false, "Pending", "10.0.0.5", NULL, false, NA_ENROL_WAIT, NULL},
+        {"ambient, Running without IP", "app", NULL, "ambient", false, "Running", NULL, NULL, false, NA_ENROL_WAIT, NULL},
+        {"ambient, no status", "app", NULL, "ambient", false, NULL, NULL, NULL, false, NA_ENROL_WAIT, NULL},
+        {"ambient, Succeeded", "app", "ambient", NULL, false, "Succeeded", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"ambient, Failed", "app", NULL, "ambient", false, "Failed", "10.0.0.5", NULL, false, NA_ENROL_NO, NULL},
+        {"not ambient, Pending", "app", NULL, NULL, false, "Pending", NULL, NULL, false, NA_ENROL_NO, NULL},
+        {"hostNetwork Pending", "app", "ambient", NULL, true, "Pending", NULL, NULL, false, NA_ENROL_NO, NULL},
+        {"excluded, Pending", "kube-system", "ambient", NULL, false, "Pending", NULL, NULL, false, NA_ENROL_NO, NULL},
+        {"mesh namespace, app ztunnel", "istio-system", NULL, "ambient", false, "Running", "10.0.0.5", "zt", false, NA_ENROL_NO, "ztunnel"},
+        {"mesh namespace, app ambit-cni", "istio-system", "ambient", NULL, false, "Running", "10.0.0.5", "c", false, NA_ENROL_NO, "ambit-cni"},
+        {"mesh namespace, name ambit-node-*", "istio-system", NULL, "ambient", false, "Running", "10.0.0.5", "ambit-node-abc", false, NA_ENROL_NO, NULL},
+        {"mesh namespace, other app", "istio-system", NULL, "ambient", false, "Running", "10.0.0.5", "web", false, NA_ENROL_YES, "web"},
+        {"app ztunnel elsewhere", "app", NULL, "ambient", false, "Running", "10.0.0.5", "zt", false, NA_ENROL_YES, "ztunnel"},
 };
 
 static json_t *make_pod(const struct row *r)
@@ -68,6 +74,8 @@ static json_t *make_pod(const struct row *r)
     if (r->pod_label)
         json_object_set_new(json_object_get(md, "labels"), NA_ENROL_LABEL,
                             json_string(r->pod_label));
+    if (r->app)
+        json_object_set_new(json_object_get(md, "labels"), "app", json_string(r->app));
     if (r->sidecar)
         json_object_set_new(json_object_get(md, "annotations"), NA_ENROL_SIDECAR_ANN,
                             json_string("{}"));
@@ -96,6 +104,7 @@ static void policy(struct na_enrol_policy *pol, char *csv)
     assert_int_equal(na_enrol_policy_parse_exclude(pol, csv), 0);
     pol->self_ns = "istio-system";
     pol->self_name = "ambit-node-x";
+    pol->mesh_ns = "istio-system";
 }
 
 static void test_decision_table(void **state)
