@@ -800,6 +800,38 @@ static const char *verb(uint16_t flags, bool del)
     return (flags & NLM_F_EXCL) ? "create" : "add";
 }
 
+/* libnftnl 1.2.4's rule parser trusts the expression list (an element without a name reaches a
+ * strcmp on NULL): check the shape ourselves before handing a message over. */
+static bool rule_msg_ok(const struct nlmsghdr *nlh)
+{
+    const struct nlattr *a, *e, *x;
+    mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+    {
+        if (mnl_attr_validate(a, MNL_TYPE_UNSPEC) < 0)
+            return false;
+        if ((mnl_attr_get_type(a) & NLA_TYPE_MASK) != NFTA_RULE_EXPRESSIONS)
+            continue;
+        mnl_attr_for_each_nested(e, a)
+        {
+            bool named = false;
+            if ((mnl_attr_get_type(e) & NLA_TYPE_MASK) != NFTA_LIST_ELEM ||
+                mnl_attr_validate(e, MNL_TYPE_NESTED) < 0)
+                return false;
+            mnl_attr_for_each_nested(x, e)
+            {
+                if ((mnl_attr_get_type(x) & NLA_TYPE_MASK) != NFTA_EXPR_NAME)
+                    continue;
+                if (mnl_attr_validate(x, MNL_TYPE_NUL_STRING) < 0)
+                    return false;
+                named = true;
+            }
+            if (!named)
+                return false;
+        }
+    }
+    return true;
+}
+
 static int render_rule(struct dp_buf **out, const struct nlmsghdr *nlh, bool del)
 {
     struct nftnl_rule *r = nftnl_rule_alloc();
@@ -809,7 +841,7 @@ static int render_rule(struct dp_buf **out, const struct nlmsghdr *nlh, bool del
 
     if (r == NULL)
         return -ENOMEM;
-    if (nftnl_rule_nlmsg_parse(nlh, r) < 0) {
+    if (!rule_msg_ok(nlh) || nftnl_rule_nlmsg_parse(nlh, r) < 0) {
         ret = -EINVAL;
         goto out;
     }

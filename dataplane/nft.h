@@ -128,7 +128,10 @@ int dp_nft_host_members_batch(const struct dp_nft_addr *addrs, size_t n, enum dp
 
 /**
  * Decode a batch into text, one line per object, rules followed by one indented line per
- * expression in libnftnl's notation ("  [ meta load mark => reg 1 ]"). For tests and debugging.
+ * expression in libnftnl's notation ("  [ meta load mark => reg 1 ]"). For tests and debugging
+ * of batches built here: NOT for untrusted bytes. libnftnl's decoders trust kernel-format input
+ * and exit() the process on some malformed attributes (found by fuzzing; message framing and
+ * rule expression lists are checked here first, chain/set attributes are not).
  * Returns 0 and a new buffer (NUL-terminated text, length without NUL in ->len), -EINVAL on a
  * malformed batch, -ENOMEM.
  */

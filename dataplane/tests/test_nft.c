@@ -19,6 +19,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 
 #include "netns.h"
 #include "nft.h"
@@ -419,6 +423,21 @@ static void test_render_malformed(void **state)
         else
             assert_int_equal(r, -EINVAL);
     }
+    /* a rule whose expression has no name: libnftnl would strcmp(NULL); refused instead */
+    char m[256] = {0};
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(m);
+    nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE;
+    struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+    g->nfgen_family = NFPROTO_INET;
+    mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, "ambit");
+    mnl_attr_put_strz(nlh, NFTA_RULE_CHAIN, "c");
+    struct nlattr *list = mnl_attr_nest_start(nlh, NFTA_RULE_EXPRESSIONS);
+    struct nlattr *el = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+    mnl_attr_put_u32(nlh, NFTA_EXPR_DATA, 0);
+    mnl_attr_nest_end(nlh, el);
+    mnl_attr_nest_end(nlh, list);
+    assert_int_equal(dp_nft_batch_render(m, nlh->nlmsg_len, &t), -EINVAL);
+
     char junk[64];
     memset(junk, 0xff, sizeof(junk));
     assert_int_equal(dp_nft_batch_render(junk, sizeof(junk), &t), -EINVAL);
