@@ -23,6 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(s);
             const char *why;
             cni_enrol_decide(&c, c.prev_result, c.prev_result, &why);
+            struct dp_nft_pod_opts o;
+            cni_pod_redirect_opts(&c, c.prev_result, &o);
         }
         json_t *err = cni_error_json(&e, c.cni_version);
         json_decref(err);
