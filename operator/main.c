@@ -138,6 +138,7 @@ static void usage(FILE *f)
                "  --metrics-listen ADDR metrics + /healthz/ready (default 0.0.0.0:15014)\n"
                "  --token-audience AUD  audience of node agent tokens (default istio-ca; '' = any)\n"
                "  --no-leader-elect     write without a Lease (single replica, tests)\n"
+               "  --webhook-listen ADDR validating admission webhook (default 0.0.0.0:15017; '' = off)\n"
                "  --write-selector SEL  only write into namespaces/Mesh objects matching SEL\n"
                "  --node-agent-account NS/SA  trusted node agent service account (repeatable;\n"
                "                        default <namespace>/ztunnel and <namespace>/ambit-node)\n");
@@ -187,13 +188,15 @@ int main(int argc, char **argv)
             {"node-agent-account", required_argument, NULL, 'A'},
             {"no-leader-elect", no_argument, NULL, 'L'},
             {"write-selector", required_argument, NULL, 'W'},
+            {"webhook-listen", required_argument, NULL, 'V'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
     };
     struct main_ctx m = {0};
     struct op_options opts;
     struct op_server_config scfg;
-    struct op_server *srv = NULL;
+    struct op_server *srv = NULL, *webhook = NULL;
+    const char *webhook_listen = "0.0.0.0:15017";
     struct op_waypoints *wps = NULL;
     const char *metrics_listen = "0.0.0.0:15014";
     struct op_ctx *op = NULL;
@@ -254,6 +257,9 @@ int main(int argc, char **argv)
             break;
         case 'L':
             leader_elect = false;
+            break;
+        case 'V':
+            webhook_listen = optarg;
             break;
         case 'W':
             if (dp_kube_selector_matches(optarg, NULL) < 0) {
@@ -346,6 +352,24 @@ int main(int argc, char **argv)
     }
     dp_info(SCOPE, "serving node agents", DP_LS("address", scfg.listen), DP_LU("port", port),
             DP_LB("tls", !scfg.plaintext));
+    if (webhook_listen[0] != '\0') {
+        struct op_server_config wcfg = scfg;
+
+        wcfg.listen = webhook_listen;
+        wcfg.webhook = true;
+        wcfg.plaintext = false; /* the API server only calls webhooks over TLS */
+        r = op_server_new(op, &wcfg, NULL, &webhook, &port);
+        if (r < 0) {
+            /* config and certificates matter more than validation: keep running */
+            dp_error(SCOPE, "cannot serve the admission webhook, continuing without it",
+                     DP_LS("address", webhook_listen), DP_LERR(r));
+            webhook = NULL;
+            r = 0;
+        } else {
+            dp_info(SCOPE, "serving the admission webhook", DP_LS("address", webhook_listen),
+                    DP_LU("port", port));
+        }
+    }
     r = op_start(op);
     if (r < 0) {
         dp_error(SCOPE, "cannot start informers", DP_LERR(r));
@@ -363,6 +387,7 @@ out:
         while (dp_now_ms() < until && dp_loop_run_once(m.loop, 50) >= 0)
             ;
     }
+    op_server_free(webhook);
     op_server_free(srv);
     op_waypoints_free(wps);
     op_status_free(m.status);

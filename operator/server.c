@@ -10,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include "buf.h"
+#include "analyze.h"
 #include "csr_authz.h"
 #include "httpd.h"
 #include "log.h"
@@ -655,6 +656,92 @@ static void on_ready(struct dp_httpd_resp *resp, const struct dp_http_request *r
         dp_httpd_resp_text(resp, 503, "not ready: informers not synced\n");
 }
 
+/* ------------------------------------------------------------------ admission webhook */
+
+static bool denying(const char *code)
+{
+    return strcmp(code, "InvalidRegex") == 0 || strcmp(code, "WeightsNot100") == 0 ||
+           strcmp(code, "SelectorAndTargetRefs") == 0;
+}
+
+static void on_validate(struct dp_httpd_resp *resp, const struct dp_http_request *req, void *arg)
+{
+    struct op_server *srv = arg;
+    json_t *review = json_loadb(req->body, req->body_len, 0, NULL);
+    json_t *request = json_object_get(review, "request"), *obj, *findings = NULL, *f;
+    json_t *single = json_object(), *warnings = json_array(), *out;
+    const char *uid = json_string_value(json_object_get(request, "uid"));
+    const char *kind = json_string_value(json_object_get(json_object_get(request, "kind"), "kind"));
+    struct op_analyze_inputs in = {.services = op_services(srv->op), .pods = op_pods(srv->op),
+                                   .dns_domain = op_opts(srv->op)->mesh.dns_domain};
+    char denial[1024] = "", key[600];
+    size_t off = 0, i;
+
+    obj = json_object_get(request, "object");
+    if (uid == NULL || kind == NULL || single == NULL || warnings == NULL) {
+        json_decref(review);
+        json_decref(single);
+        json_decref(warnings);
+        send_error(resp, 400, "not an AdmissionReview");
+        return;
+    }
+    snprintf(key, sizeof(key), "%s/%s",
+             json_string_value(json_object_get(request, "namespace")) ?: "",
+             dp_kube_meta_str(obj, "name") ?: json_string_value(json_object_get(request, "name")) ?: "");
+    if (json_is_object(obj)) {
+        /* the object being written, with its namespace filled in (it may be omitted) */
+        json_t *copy = json_deep_copy(obj);
+
+        if (dp_kube_meta_str(copy, "namespace") == NULL && json_object_get(copy, "metadata"))
+            json_object_set_new(json_object_get(copy, "metadata"), "namespace",
+                                json_string(json_string_value(json_object_get(request, "namespace")) ?: "default"));
+        json_object_set_new(single, key, copy);
+    }
+    if (strcmp(kind, "VirtualService") == 0)
+        in.virtual_services = single;
+    else if (strcmp(kind, "DestinationRule") == 0)
+        in.destination_rules = single;
+    else if (strcmp(kind, "AuthorizationPolicy") == 0)
+        in.authorization_policies = single;
+    else if (strcmp(kind, "RequestAuthentication") == 0)
+        in.request_authentications = single;
+    else if (strcmp(kind, "Telemetry") == 0)
+        in.telemetries = single;
+    if (op_analyze(&in, &findings) == 0) {
+        json_array_foreach(findings, i, f) {
+            const char *code = json_string_value(json_object_get(f, "code"));
+            char line[700];
+
+            snprintf(line, sizeof(line), "%s: %s",
+                     json_string_value(json_object_get(f, "path")),
+                     json_string_value(json_object_get(f, "message")));
+            if (denying(code)) {
+                if (off < sizeof(denial) - 1)
+                    off += (size_t)snprintf(denial + off, sizeof(denial) - off, "%s%s",
+                                            off ? "; " : "", line);
+                if (off >= sizeof(denial))
+                    off = sizeof(denial) - 1;
+            } else {
+                json_array_append_new(warnings, json_string(line));
+            }
+        }
+    }
+    out = json_pack("{s:s,s:s,s:{s:s,s:b,s:o}}", "apiVersion", "admission.k8s.io/v1", "kind",
+                    "AdmissionReview", "response", "uid", uid, "allowed", off == 0, "warnings",
+                    warnings);
+    if (off > 0) {
+        json_object_set_new(json_object_get(out, "response"), "status",
+                            json_pack("{s:i,s:s,s:s}", "code", 400, "reason", "Invalid",
+                                      "message", denial));
+        dp_info(SCOPE, "admission denied", DP_LS("kind", kind), DP_LS("object", key),
+                DP_LS("reason", denial));
+    }
+    send_json(resp, 200, out);
+    json_decref(findings);
+    json_decref(single);
+    json_decref(review);
+}
+
 /* ------------------------------------------------------------------ lifecycle */
 
 static int register_metrics(struct op_server *srv, struct dp_metrics *m)
@@ -713,7 +800,7 @@ int op_server_new(struct op_ctx *op, const struct op_server_config *cfg, struct 
     srv->op = op;
     srv->cfg = *cfg;
     dp_list_init(&srv->streams);
-    r = register_metrics(srv, m);
+    r = cfg->webhook ? 0 : register_metrics(srv, m);
     if (r < 0)
         goto fail;
     hc.max_stream_pending = cfg->max_stream_pending;
@@ -733,8 +820,13 @@ int op_server_new(struct op_ctx *op, const struct op_server_config *cfg, struct 
     r = dp_httpd_new(op_loop(op), &hc, &srv->httpd);
     if (r < 0)
         goto fail;
-    if ((r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_GET), "/v1/config", 0, on_config,
-                            srv)) < 0 ||
+    if (cfg->webhook) {
+        r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_POST), "/validate", 0, on_validate,
+                           srv);
+        if (r < 0)
+            goto fail;
+    } else if ((r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_GET), "/v1/config", 0,
+                                   on_config, srv)) < 0 ||
         (r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_POST), "/v1/certificates", 0,
                             on_certificates, srv)) < 0 ||
         (r = dp_httpd_route(srv->httpd, DP_HTTP_MBIT(DP_HTTP_M_GET), "/v1/roots", 0, on_roots,

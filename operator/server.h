@@ -12,6 +12,12 @@
  *   GET  /v1/roots  -> the trust root PEM.
  *   GET  /ready     -> 200 once the first snapshot is built, else 503.
  *
+ * With `webhook`, the server instead answers POST /validate: a validating admission webhook
+ * (AdmissionReview v1) for Istio kinds. Analyzer findings that make an object wrong on its own
+ * (InvalidRegex, WeightsNot100, SelectorAndTargetRefs) deny it with the findings as the message;
+ * other findings are returned as admission warnings. No bearer token: the API server calls it
+ * (register it with a ValidatingWebhookConfiguration whose caBundle is the mesh root).
+ *
  * Every request except /v1/roots and /ready carries `Authorization: Bearer <projected
  * service-account token>`; the operator checks it with a TokenReview (audience configurable,
  * default istio-ca) and requires a trusted node-agent service account (csr_authz.h).
@@ -37,6 +43,7 @@ struct op_server_config {
     const char *token_audience;  /* "istio-ca"; NULL or "" = the API server's default */
     uint64_t ping_ms;            /* 15000 */
     size_t max_stream_pending;   /* 4 MiB */
+    bool webhook;                /* serve only POST /validate (the admission webhook, 15017) */
 };
 
 void op_server_config_defaults(struct op_server_config *c);

@@ -21,11 +21,15 @@ cleanup() {
 }
 trap cleanup EXIT
 EV=$T_DIR/events.ndjson
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+lport=$(freeport)
+mport=$(freeport)
 start_op() {
     # --write-selector keeps this operator's writes inside the test's own namespaces, so it
     # never fights a real operator on a shared cluster
     "$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --events-out "$EV" \
-        --debounce-ms 50 --write-selector "amb-test=$$" >>"$T_DIR/operator.log" 2>&1 &
+        --debounce-ms 50 --write-selector "amb-test=$$" --listen "127.0.0.1:$lport" \
+        --metrics-listen "127.0.0.1:$mport" --webhook-listen '' >>"$T_DIR/operator.log" 2>&1 &
     OP_PID=$!
 }
 # ev_has <jq filter over one event>: some event line matches
