@@ -18,6 +18,9 @@
 #include "nft.h"
 #include "pod.h"
 #include "proxy.h"
+#include "identity.h"
+#include "tls.h"
+#include "view.h"
 #include "worker.h"
 
 static int parse_ip(const char *s, struct sockaddr_storage *ret)
@@ -180,6 +183,29 @@ static void close_listeners(struct na_pod *p)
     }
 }
 
+/* Fetch the pod's certificate soon after adoption (on the pod's worker, after the adopt
+ * answer went out), so the first connection does not wait for key generation or a CSR. */
+static void on_prefetch(struct dp_loop *loop, void *arg)
+{
+    struct na_pod *p = arg;
+    (void)loop;
+    struct na_agent *a = p->agent;
+    if (!p->released && a->identity && p->nips > 0) {
+        struct na_view *v = na_view_get(a);
+        struct na_wl wl;
+        if (na_view_workload_by_ip(v, (struct sockaddr *)&p->ips[0], &wl) == 0 && wl.spiffe[0]) {
+            struct dp_identity *id = NULL;
+            int ret = na_identity_get(a->identity, wl.spiffe, &id);
+            if (ret < 0)
+                dp_warn("node", "certificate prefetch failed", DP_LS("pod", p->uid),
+                        DP_LS("identity", wl.spiffe), DP_LERR(ret));
+            dp_identity_unref(id);
+        }
+        na_view_put(v);
+    }
+    na_pod_unref(p);
+}
+
 static int do_open(struct na_worker *w, void *arg)
 {
     struct na_pod *p = arg;
@@ -195,6 +221,9 @@ static int do_open(struct na_worker *w, void *arg)
             return ret;
         }
     }
+    na_pod_ref(p);
+    if (dp_loop_post(p->w->loop, on_prefetch, p) < 0)
+        na_pod_unref(p);
     return 0;
 }
 
