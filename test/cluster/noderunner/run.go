@@ -29,15 +29,15 @@ const runnerVersion = "ambit-noderunner://0.1.0"
 
 type config struct {
 	node, nodeIP, podCIDR, kubeconfig, stateDir string
-	nodeRoot                                     string
-	nodeDirs                                     []string
-	netnsPrefix                                  string
-	cniBinDirs, cniConfDir                       string
-	imagesMap                                    string
-	clusterDNS, clusterDomain, kubeSvc           string
-	port                                         int
-	tlsCert, tlsKey, clientCA                    string
-	kubeletVersion                               string
+	nodeRoot                                    string
+	nodeDirs                                    []string
+	netnsPrefix                                 string
+	cniBinDirs, cniConfDir                      string
+	imagesMap                                   string
+	clusterDNS, clusterDomain, kubeSvc          string
+	port                                        int
+	tlsCert, tlsKey, clientCA                   string
+	kubeletVersion                              string
 }
 
 type runner struct {
