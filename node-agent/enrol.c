@@ -316,7 +316,7 @@ static int from_state(struct na_enrol *e, const char *uid, const char *const *ip
             f->bypass = json_is_true(json_object_get(st, "bypassInbound"));
             json_t *v6 = json_object_get(st, "ipv6");
             f->ipv6 = v6 ? json_is_true(v6) : true;
-            f->how = "cni state";
+            f->how = strncmp(de->d_name, "enrol-", 6) == 0 ? "agent record" : "cni state";
             ret = 0;
         }
         json_decref(st);
@@ -482,6 +482,50 @@ static void probe_set(const char (*ips)[64], unsigned n, enum dp_nft_op op)
         dp_warn(SCOPE, "probe SNAT set not updated", DP_LERR(r));
 }
 
+/* Our own record beside the plugin's (<run-dir>/cni-pods/enrol-<uid>.json, same shape), so a
+ * restarted agent finds the netns of pods it enrolled without a scan. Best effort: the scans
+ * remain the fallback. */
+static int record_path(struct na_enrol *e, const char *uid, char *buf, size_t sz)
+{
+    for (const char *c = uid; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-'))
+            return -EINVAL;
+    int n = snprintf(buf, sz, "%s/%s/enrol-%s.json", e->a->opt.run_dir, CNI_STATE_SUBDIR, uid);
+    return n < 0 || (size_t)n >= sz ? -ENAMETOOLONG : 0;
+}
+
+static void record_write(struct na_enrol *e, const struct enrolled *en, const json_t *pod)
+{
+    char path[1200], tmp[1210], dir[700];
+    if (record_path(e, en->uid, path, sizeof(path)) < 0)
+        return;
+    snprintf(dir, sizeof(dir), "%s/%s", e->a->opt.run_dir, CNI_STATE_SUBDIR);
+    (void)mkdir(dir, 0755);
+    json_t *ips = json_array();
+    for (unsigned i = 0; ips && i < en->nips; i++)
+        json_array_append_new(ips, json_string(en->ips[i]));
+    const char *ns = dp_kube_meta_str(pod, "namespace"), *name = dp_kube_meta_str(pod, "name");
+    json_t *st = json_pack("{s:s,s:s,s:s,s:s,s:o,s:b,s:b,s:b}", "uid", en->uid, "namespace",
+                           ns ? ns : "", "name", name ? name : "", "netns", en->netns, "ips",
+                           ips ? ips : json_array(), "dnsCapture", en->base.dns_capture,
+                           "bypassInbound", en->base.bypass_inbound, "ipv6", en->base.ipv6);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (!st || json_dump_file(st, tmp, JSON_COMPACT) < 0 || rename(tmp, path) < 0) {
+        dp_warn(SCOPE, "cannot record the enrolment (a restart will scan for the netns)",
+                DP_LS("path", path));
+        unlink(tmp);
+    }
+    json_decref(st);
+}
+
+static void record_remove(struct na_enrol *e, const char *uid)
+{
+    char path[1200];
+    if (record_path(e, uid, path, sizeof(path)) == 0)
+        (void)unlink(path);
+}
+
 static void enrolled_free(struct enrolled *en)
 {
     if (!en)
@@ -502,6 +546,7 @@ static void unenrol(struct na_enrol *e, struct enrolled *en, const char *why)
                 DP_LS("netns", en->netns), DP_LERR(r));
     dp_info(SCOPE, "pod un-enrolled", DP_LS("pod", en->key), DP_LS("uid", en->uid),
             DP_LS("reason", why));
+    record_remove(e, en->uid);
     dp_list_del(&en->link);
     e->n_enrolled--;
     enrolled_free(en);
@@ -557,6 +602,7 @@ static int enrol(struct na_enrol *e, const char *key, const json_t *pod, const c
         goto fail;
     }
     probe_set((const char(*)[64])en->ips, en->nips, DP_NFT_APPLY);
+    record_write(e, en, pod);
     dp_list_add_tail(&e->enrolled, &en->link);
     e->n_enrolled++;
     dp_info(SCOPE, "pod enrolled", DP_LS("pod", key), DP_LS("uid", uid), DP_LS("ip", ips[0]),
@@ -730,6 +776,7 @@ static int reconcile(struct na_enrol *e, const char *key)
         /* enrolled before we started (or by the plugin): find it to take the rules out */
         struct found f;
         na_pod_release(e->a, uid);
+        record_remove(e, uid);
         if (find_netns(e, uid, ips, nips, &f) == 0) {
             struct dp_nft_pod_opts o;
             dp_nft_pod_opts_init(&o);
@@ -854,12 +901,45 @@ static void on_ns_delete(json_t *obj, void *arg)
     ns_changed(arg, obj);
 }
 
+/* after a restart: drop our records of pods that no longer exist on this node */
+static void records_gc(struct na_enrol *e)
+{
+    char dir[700];
+    snprintf(dir, sizeof(dir), "%s/%s", e->a->opt.run_dir, CNI_STATE_SUBDIR);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    json_t *uids = json_object();
+    const struct dp_kube_store *s = dp_kube_informer_store(e->pods);
+    const char *k;
+    json_t *pod;
+    json_object_foreach(s->objs, k, pod) {
+        const char *uid = dp_kube_meta_str(pod, "uid");
+        if (uids && uid)
+            json_object_set_new(uids, uid, json_true());
+    }
+    struct dirent *de;
+    for (unsigned n = 0; uids && (de = readdir(d)) && n < SCAN_MAX; n++) {
+        size_t l = strlen(de->d_name);
+        if (strncmp(de->d_name, "enrol-", 6) != 0 || l < 12 ||
+            strcmp(de->d_name + l - 5, ".json") != 0)
+            continue;
+        char uid[NA_POD_UID_MAX];
+        snprintf(uid, sizeof(uid), "%.*s", (int)(l - 11), de->d_name + 6);
+        if (!json_object_get(uids, uid))
+            record_remove(e, uid);
+    }
+    json_decref(uids);
+    closedir(d);
+}
+
 static void on_synced(struct dp_kube_informer *inf, void *arg)
 {
     struct na_enrol *e = arg;
     (void)inf;
     if (synced(e) && !e->synced_logged) {
         e->synced_logged = true;
+        records_gc(e);
         dp_info(SCOPE, "pods and namespaces synced: reconciling",
                 DP_LU("pods", dp_kube_store_size(dp_kube_informer_store(e->pods))),
                 DP_LU("namespaces", dp_kube_store_size(dp_kube_informer_store(e->nss))));

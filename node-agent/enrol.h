@@ -12,8 +12,10 @@
  *   un-enrol: release the listeners, remove the rules (and probe set entries), then clear the
  *             annotation (`null` in the merge patch).
  *
- * The netns is found, in order: the CNI plugin's state file (<run-dir>/cni-pods/<id>.json, same
- * uid) — it also says whether DNS capture / IPv6 rules were installed; a pod the agent already
+ * The netns is found, in order: a state file in <run-dir>/cni-pods/ with the same uid — the CNI
+ * plugin's <container>.json (it also says whether DNS capture / IPv6 rules were installed) or
+ * the agent's own enrol-<uid>.json, written on enrol and removed on un-enrol (records of pods
+ * that no longer exist are dropped after the first sync); a pod the agent already
  * adopted through cni.sock; a /proc/<pid>/cgroup scan for the pod UID (dp_netns_find_pod); and
  * finally every entry of the netns dir (/var/run/netns; entries whose name contains the first
  * 8 characters of the uid win over others, as test/cluster names them amb-k8s-n<i>-<uid8>).

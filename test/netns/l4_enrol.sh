@@ -108,6 +108,7 @@ t_check "pod optout Running with $IP_B" running optout "$IP_B"
 t_check "pod st Running with $IP_S" running st "$IP_S"
 t_check "pod pr Running with $IP_P" running pr "$IP_P"
 uid() { kc -n "$NS" get pod "$1" -o jsonpath='{.metadata.uid}'; }
+APP_UID=$(uid app)
 # the CNI plugin's record (cni-plugin/cni_cmd.h), DNS capture on
 mkdir -p "$RUN/cni-pods"
 printf '{"uid":"%s","namespace":"%s","name":"st","containerId":"c-st","netns":"/var/run/netns/%s","ips":["%s"],"dnsCapture":true,"ipv6":false}' \
@@ -196,6 +197,8 @@ t_check "label removed -> listeners gone" waitfor no_listeners "$PODNS"
 t_check "label removed -> redirection table gone" waitfor no_table "$PODNS"
 t_eq "label removed -> policy routing gone" "" "$(ip -n "$PODNS" rule 2>&1 | grep 'lookup 100')"
 t_check "label removed -> annotation removed" waitfor not_annotated app
+t_check "label removed -> the agent's records are gone" \
+    waitfor bash -c "! ls $RUN/cni-pods/enrol-*.json 2>/dev/null | grep -q ."
 t_check "label removed -> st released too" waitfor no_listeners "$STNS"
 t_check "label removed -> pr released too" waitfor no_listeners "$PRNS"
 t_check "label removed -> st rules gone" waitfor no_table "$STNS"
@@ -207,6 +210,7 @@ t_check "label removed -> pr annotation removed" waitfor not_annotated pr
 kc -n "$NS" label pod app istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
 t_check "pod label -> enrolled" waitfor has_listeners "$PODNS"
 t_check "pod label -> annotated" waitfor annotated app
+t_check "enrolment recorded in the run dir" test -s "$RUN/cni-pods/enrol-$(uid app).json"
 stop_agent
 t_check "agent stopped: redirection stays (pod still captured)" has_table "$PODNS"
 t_check "agent stopped: annotation stays" annotated app
@@ -215,11 +219,16 @@ t_check "agent restarted -> listeners back in the pod netns" waitfor has_listene
 t_check "agent restarted -> redirection still present" has_table "$PODNS"
 t_check "agent restarted -> still annotated" annotated app
 t_eq "agent restarted -> still exactly 3 listeners" "3" "$(nlisten "$PODNS")"
+t_match "agent restarted -> netns from its own record, no scan" \
+    "pod=$NS/app .*found_by=\"?agent record" "$(tail -n 20 "$T_DIR/agent.log")"
 
 # --- label removed while the agent is down: cleaned up when it comes back
 stop_agent
 kc -n "$NS" label pod app istio.io/dataplane-mode- >>"$T_LOG" 2>&1
+STALE=$RUN/cni-pods/enrol-00000000-0000-4000-8000-$(printf '%012d' "$ID").json
+echo '{"uid":"gone","netns":"/var/run/netns/amb-en-none","ips":["10.0.0.1"]}' >"$STALE"
 t_check "agent restarted after the label went" start_agent
+t_check "records of pods that no longer exist are dropped on start" test ! -e "$STALE"
 t_check "stale enrolment: redirection removed on start" waitfor no_table "$PODNS"
 t_check "stale enrolment: annotation removed on start" waitfor not_annotated app
 t_eq "stale enrolment: no listeners" "0" "$(nlisten "$PODNS")"
@@ -230,6 +239,7 @@ t_check "re-labelled -> enrolled" waitfor has_listeners "$PODNS"
 kc -n "$NS" delete pod app --grace-period=0 --force >>"$T_LOG" 2>&1
 t_check "pod deleted -> listeners gone" waitfor no_listeners "$PODNS"
 t_check "pod deleted -> redirection removed" waitfor no_table "$PODNS"
+t_check "pod deleted -> its record removed" waitfor test ! -e "$RUN/cni-pods/enrol-$APP_UID.json"
 t_check "agent still ready" curl -sf "http://127.0.0.1:$P_READY/healthz/ready"
 t_eq "opted-out pod never touched" "0" "$(nlisten "$OPTNS")"
 
