@@ -168,6 +168,7 @@ func (w *podWorker) run() {
 				w.sbErr = err.Error()
 				w.mu.Unlock()
 				w.logf("sandbox: %v", err)
+				w.event(v1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 				w.sbBackoff = time.Now().Add(3 * time.Second)
 				w.pushStatus()
 				continue
@@ -178,11 +179,12 @@ func (w *podWorker) run() {
 		}
 		if !w.volsReady || time.Since(w.volRefresh) > 15*time.Second {
 			err := w.prepareVolumes(pod)
+			if err != nil && !w.volsReady && w.volErr != err.Error() {
+				w.logf("volumes: %v", err)
+				w.event(v1.EventTypeWarning, "FailedMount", "%v", err)
+			}
 			w.mu.Lock()
 			if err != nil {
-				if !w.volsReady && w.volErr != err.Error() {
-					w.logf("volumes: %v", err)
-				}
 				w.volErr = err.Error()
 			} else {
 				w.volErr = ""
@@ -340,6 +342,9 @@ func (w *podWorker) killAll(grace time.Duration) {
 		}
 	}
 	w.mu.Unlock()
+	if len(pids) > 0 && w.r.rec != nil {
+		w.event(v1.EventTypeNormal, "Killing", "Stopping %d container(s)", len(pids))
+	}
 	for _, p := range pids {
 		_ = syscall.Kill(-p, syscall.SIGTERM)
 	}
@@ -661,6 +666,7 @@ func (w *podWorker) start(pod *v1.Pod, c *ctrState) {
 		c.nextStart = time.Now().Add(5 * time.Second)
 		w.mu.Unlock()
 		w.logf("container %s: %s: %v", c.spec.Name, reason, err)
+		w.event(v1.EventTypeWarning, "Failed", "Error: %s: %v", reason, err)
 		return
 	}
 	c.argv, c.env, c.mounts = argv, env, mounts
@@ -720,6 +726,7 @@ func (w *podWorker) start(pod *v1.Pod, c *ctrState) {
 	w.savePids()
 	w.mu.Unlock()
 	w.logf("container %s started (pid %d): %s", c.spec.Name, cmd.Process.Pid, strings.Join(argv, " "))
+	w.event(v1.EventTypeNormal, "Started", "Started container %s (%s)", c.spec.Name, argv[0])
 	go func() {
 		err := cmd.Wait()
 		code := 0
@@ -916,4 +923,14 @@ func rvNum(s string) uint64 {
 	var n uint64
 	fmt.Sscan(s, &n)
 	return n
+}
+
+func (w *podWorker) event(typ, reason, format string, a ...interface{}) {
+	if w.r.rec == nil {
+		return
+	}
+	w.mu.Lock()
+	pod := w.pod
+	w.mu.Unlock()
+	w.r.rec.Eventf(pod, typ, reason, format, a...)
 }

@@ -86,6 +86,7 @@ func (w *podWorker) probeLoop(ctx context.Context, pod *v1.Pod, c *ctrState, gen
 					pid := c.pid
 					w.mu.Unlock()
 					w.logf("container %s: liveness probe failed %d times (%v): restarting", c.spec.Name, fail, err)
+					w.event(v1.EventTypeWarning, "Unhealthy", "Liveness probe failed: %v", err)
 					_ = syscall.Kill(-pid, syscall.SIGKILL)
 					return
 				}
@@ -94,6 +95,7 @@ func (w *podWorker) probeLoop(ctx context.Context, pod *v1.Pod, c *ctrState, gen
 			if changed {
 				if err != nil {
 					w.logf("container %s: %s probe: %v", c.spec.Name, kind, err)
+					w.event(v1.EventTypeWarning, "Unhealthy", "%s probe failed: %v", kind, err)
 				}
 				w.kick()
 			}

@@ -21,8 +21,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 )
 
 const runnerVersion = "ambit-noderunner://0.1.0"
@@ -50,6 +53,7 @@ type runner struct {
 	hostMu  sync.Mutex // created-host-paths file
 
 	startTime metav1.Time
+	rec       record.EventRecorder
 }
 
 func runMain(args []string) {
@@ -93,6 +97,9 @@ func runMain(args []string) {
 	if err := os.MkdirAll(filepath.Join(c.stateDir, "pods"), 0o755); err != nil {
 		log.Fatal(err)
 	}
+	eb := record.NewBroadcaster()
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	r.rec = eb.NewRecorder(scheme.Scheme, v1.EventSource{Component: "kubelet", Host: c.node})
 	r.cleanStale()
 	go r.serveAPI()
 	for {

@@ -123,6 +123,14 @@ for node in amb-node1 amb-node2; do
     t_match "client on $node got the httpbin answer (kubectl logs)" "\"url\": \"http://httpbin.$NS_APP:8000/get\"" "$out"
 done
 
+# ---------------------------------------------------------------- events, unmapped image
+t_match "runner posts pod events (Started)" 'Started container httpbin' \
+    "$(kubectl -n "$NS_APP" get events --field-selector reason=Started -o jsonpath='{.items[*].message}' 2>&1)"
+kubectl -n "$NS_CLI" run unmapped --image=example.invalid/nothing:1 --restart=Never >>"$T_LOG" 2>&1
+t_check "unmapped image waits with ErrImagePull" t_wait_for 20 bash -c \
+    "kubectl -n $NS_CLI get pod unmapped -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' | grep -qx ErrImagePull"
+kubectl -n "$NS_CLI" delete pod unmapped --wait=false >>"$T_LOG" 2>&1
+
 # ---------------------------------------------------------------- LoadBalancer
 kubectl -n "$NS_APP" expose deploy httpbin --name httpbin-lb --type LoadBalancer --port 80 --target-port 8080 >>"$T_LOG" 2>&1
 t_check "LoadBalancer service gets an address" t_wait_for 20 bash -c \
