@@ -939,7 +939,7 @@ static void on_synced(struct dp_kube_informer *inf, void *arg)
     (void)inf;
     if (synced(e) && !e->synced_logged) {
         e->synced_logged = true;
-        records_gc(e);
+        records_gc(e); /* before the log line: tests wait for it */
         dp_info(SCOPE, "pods and namespaces synced: reconciling",
                 DP_LU("pods", dp_kube_store_size(dp_kube_informer_store(e->pods))),
                 DP_LU("namespaces", dp_kube_store_size(dp_kube_informer_store(e->nss))));

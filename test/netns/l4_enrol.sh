@@ -121,12 +121,14 @@ echo "0::/kubepods/besteffort/pod$(uid pr)/0123456789abcdef" >"$PROC/$SLEEP_PID/
 ln -s "/proc/$SLEEP_PID/ns/net" "$PROC/$SLEEP_PID/ns/net"
 
 start_agent() {
+    local before
+    before=$(grep -c "pods and namespaces synced" "$T_DIR/agent.log")
     LOG_LEVEL=info AMBIT_PROC_ROOT=$PROC "$NODE_BIN" --node "$NODE" --kubeconfig "$KUBECONFIG" --run-dir "$RUN" \
         --workers 2 --drain-ms 300 --metrics "127.0.0.1:$P_METRICS" \
         --ready "127.0.0.1:$P_READY" --admin "127.0.0.1:$P_ADMIN" >>"$T_DIR/agent.log" 2>&1 &
     AGENT_PID=$!
     t_wait_for 10 curl -sf "http://127.0.0.1:$P_READY/healthz/ready" &&
-        t_wait_for 15 grep -q "pods and namespaces synced" "$T_DIR/agent.log"
+        t_wait_for 15 bash -c "[ \$(grep -c 'pods and namespaces synced' $T_DIR/agent.log) -gt $before ]"
 }
 stop_agent() {
     kill -TERM "$AGENT_PID" 2>/dev/null
@@ -228,7 +230,7 @@ kc -n "$NS" label pod app istio.io/dataplane-mode- >>"$T_LOG" 2>&1
 STALE=$RUN/cni-pods/enrol-00000000-0000-4000-8000-$(printf '%012d' "$ID").json
 echo '{"uid":"gone","netns":"/var/run/netns/amb-en-none","ips":["10.0.0.1"]}' >"$STALE"
 t_check "agent restarted after the label went" start_agent
-t_check "records of pods that no longer exist are dropped on start" test ! -e "$STALE"
+t_check "records of pods that no longer exist are dropped on start" waitfor test ! -e "$STALE"
 t_check "stale enrolment: redirection removed on start" waitfor no_table "$PODNS"
 t_check "stale enrolment: annotation removed on start" waitfor not_annotated app
 t_eq "stale enrolment: no listeners" "0" "$(nlisten "$PODNS")"
