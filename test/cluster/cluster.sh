@@ -18,7 +18,12 @@ pidfile() { echo "$RUN/pids/$1.pid"; }
 alive() {
     local f
     f=$(pidfile "$1")
-    [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+    [ -s "$f" ] || return 1
+    local pid
+    pid=$(cat "$f")
+    kill -0 "$pid" 2>/dev/null || return 1
+    # a killed daemon may linger as a zombie until it is reaped: that is not alive
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
 }
 
 # start_daemon <name> <cmd...>: run in background in its own session, log to $RUN/logs/<name>.log
