@@ -535,12 +535,39 @@ static void enrolled_free(struct enrolled *en)
     free(en);
 }
 
-/* release listeners, remove rules; the entry is unlinked and freed */
+enum adopted { ADOPTED_NOT, ADOPTED_HERE, ADOPTED_ELSEWHERE };
+
+/* Is uid adopted, and in the netns behind en's fd? (CNI DEL + ADD of a new sandbox replace the
+ * adoption behind our back.) */
+static enum adopted adopted_state(struct na_enrol *e, const struct enrolled *en)
+{
+    struct na_agent *a = e->a;
+    enum adopted st = ADOPTED_NOT;
+    uint64_t ino = 0;
+    (void)dp_netns_inode(en->nsfd, &ino);
+    pthread_mutex_lock(&a->pods_mu);
+    struct dp_list *it;
+    dp_list_for_each(it, &a->pods) {
+        struct na_pod *p = dp_container_of(it, struct na_pod, link);
+        if (strcmp(p->uid, en->uid) == 0) {
+            st = p->netns_ino == ino ? ADOPTED_HERE : ADOPTED_ELSEWHERE;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&a->pods_mu);
+    return st;
+}
+
+/* release listeners, remove rules; the entry is unlinked and freed. An adoption of the same uid
+ * in another netns (a new sandbox the plugin set up) is left alone. */
 static void unenrol(struct na_enrol *e, struct enrolled *en, const char *why)
 {
-    na_pod_release(e->a, en->uid);
+    bool elsewhere = adopted_state(e, en) == ADOPTED_ELSEWHERE;
+    if (!elsewhere)
+        na_pod_release(e->a, en->uid);
     int r = dp_nft_pod_remove_in(en->nsfd, &en->o);
-    probe_set((const char(*)[64])en->ips, en->nips, DP_NFT_REMOVE);
+    if (!elsewhere)
+        probe_set((const char(*)[64])en->ips, en->nips, DP_NFT_REMOVE);
     if (r < 0)
         dp_warn(SCOPE, "cannot remove the redirection", DP_LS("pod", en->key),
                 DP_LS("netns", en->netns), DP_LERR(r));
@@ -612,26 +639,6 @@ static int enrol(struct na_enrol *e, const char *key, const json_t *pod, const c
 fail:
     enrolled_free(en);
     return r;
-}
-
-/* released or re-created behind our back (CNI DEL, a new sandbox)? */
-static bool still_adopted(struct na_enrol *e, const struct enrolled *en)
-{
-    struct na_agent *a = e->a;
-    bool found = false;
-    uint64_t ino = 0;
-    (void)dp_netns_inode(en->nsfd, &ino);
-    pthread_mutex_lock(&a->pods_mu);
-    struct dp_list *it;
-    dp_list_for_each(it, &a->pods) {
-        struct na_pod *p = dp_container_of(it, struct na_pod, link);
-        if (strcmp(p->uid, en->uid) == 0) {
-            found = p->netns_ino == ino;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&a->pods_mu);
-    return found;
 }
 
 static bool same_ips(const struct enrolled *en, const char *const *ips, size_t n)
@@ -744,7 +751,7 @@ static int reconcile(struct na_enrol *e, const char *key)
     if (d == NA_ENROL_YES) {
         if (!uid || strlen(uid) >= NA_POD_UID_MAX)
             return 0; /* not a pod we can name; nothing to retry */
-        if (en && (!same_ips(en, ips, nips) || !still_adopted(e, en))) {
+        if (en && (!same_ips(en, ips, nips) || adopted_state(e, en) != ADOPTED_HERE)) {
             unenrol(e, en, "sandbox changed");
             en = NULL;
         }

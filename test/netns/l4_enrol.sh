@@ -238,6 +238,28 @@ t_eq "stale enrolment: no listeners" "0" "$(nlisten "$PODNS")"
 # --- pod deletion releases it
 kc label ns "$NS" istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
 t_check "re-labelled -> enrolled" waitfor has_listeners "$PODNS"
+
+# --- a new sandbox for the same pod (what CNI DEL + ADD do): the plugin's adoption is kept
+ip netns del "$PODNS"
+mkns "$PODNS" "$IP_A"
+cnisock() { curl -s -m 5 --unix-socket "$RUN/cni.sock" -o /dev/null -w '%{http_code}' "$@"; }
+t_eq "plugin adopts the new sandbox over cni.sock" "200" "$(cnisock -XPOST http://agent/v1/pods \
+    -d "{\"uid\": \"$APP_UID\", \"namespace\": \"$NS\", \"name\": \"app\", \"containerId\": \"c-app2\", \"netns\": \"/var/run/netns/$PODNS\", \"ips\": [\"$IP_A\"]}")"
+t_check "plugin installs the rules in the new sandbox" "$NODE_BIN" redirect add "/var/run/netns/$PODNS"
+printf '{"uid":"%s","namespace":"%s","name":"app","containerId":"c-app2","netns":"/var/run/netns/%s","ips":["%s"],"dnsCapture":false,"ipv6":true}' \
+    "$APP_UID" "$NS" "$PODNS" "$IP_A" >"$RUN/cni-pods/c-app2.json"
+released_before=$(grep -c "msg=\"pod released\" uid=$APP_UID" "$T_DIR/agent.log")
+enrolled_before=$(grep -c "msg=\"pod enrolled\" pod=$NS/app " "$T_DIR/agent.log")
+kc -n "$NS" annotate pod app amb-en-touch=1 >>"$T_LOG" 2>&1
+t_check "loop notices the new sandbox and re-enrols from the plugin's record" waitfor bash -c \
+    "[ \$(grep -c 'msg=\"pod enrolled\" pod=$NS/app ' $T_DIR/agent.log) -gt $enrolled_before ]"
+t_match "new sandbox found through the plugin's state" "pod=$NS/app .*found_by=\"?cni state" \
+    "$(tail -n 5 "$T_DIR/agent.log")"
+t_eq "the plugin's adoption was not released" "$released_before" \
+    "$(grep -c "msg=\"pod released\" uid=$APP_UID" "$T_DIR/agent.log")"
+t_eq "new sandbox: 3 listeners" "3" "$(nlisten "$PODNS")"
+t_check "new sandbox: redirection present" has_table "$PODNS"
+rm -f "$RUN/cni-pods/c-app2.json"
 kc -n "$NS" delete pod app --grace-period=0 --force >>"$T_LOG" 2>&1
 t_check "pod deleted -> listeners gone" waitfor no_listeners "$PODNS"
 t_check "pod deleted -> redirection removed" waitfor no_table "$PODNS"
