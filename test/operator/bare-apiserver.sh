@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bare-apiserver.sh start <dir> | stop <dir> — a throwaway etcd + kube-apiserver on loopback for
+# bare-apiserver.sh start <dir> | stop <dir> | bounce <dir> <seconds> — a throwaway etcd + kube-apiserver on loopback for
 # the operator layer when no test/cluster is running. Uses the cluster helper's cached binaries
 # (/var/cache/ambit-tools/kubernetes-*/bin) and Debian's etcd; never builds anything.
 # `start` writes <dir>/kubeconfig (static admin token) and prints its path. Ports are picked
@@ -26,6 +26,17 @@ if [ "$cmd" = stop ]; then
     stop
     exit 0
 fi
+if [ "$cmd" = bounce ]; then
+    # kill the API server (etcd keeps running), wait, start it again with the same arguments:
+    # an API server outage for the clients
+    kill "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null || break; sleep 0.1; done
+    sleep "${3:-5}"
+    # shellcheck disable=SC2046
+    setsid $(cat "$dir/kube-apiserver.cmd") </dev/null >>"$dir/kube-apiserver.log" 2>&1 &
+    echo $! >"$dir/kube-apiserver.pid"
+    exit 0
+fi
 [ -x "$K8S_BIN/kube-apiserver" ] || { echo "bare-apiserver: no cached kube-apiserver" >&2; exit 77; }
 command -v etcd >/dev/null || { echo "bare-apiserver: no etcd" >&2; exit 77; }
 mkdir -p "$dir/pki" "$dir/etcd"
@@ -48,16 +59,17 @@ setsid etcd --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$etcd_
     --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" </dev/null >"$dir/etcd.log" 2>&1 &
 echo $! >"$dir/etcd.pid"
-setsid "$K8S_BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --secure-port "$api_port" --advertise-address 127.0.0.1 \
-    --tls-cert-file "$p/server.crt" --tls-private-key-file "$p/server.key" \
-    --client-ca-file "$p/ca.crt" --token-auth-file "$p/tokens.csv" \
-    --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+echo "$K8S_BIN/kube-apiserver --etcd-servers http://127.0.0.1:$etcd_port \
+    --bind-address 127.0.0.1 --secure-port $api_port --advertise-address 127.0.0.1 \
+    --tls-cert-file $p/server.crt --tls-private-key-file $p/server.key \
+    --client-ca-file $p/ca.crt --token-auth-file $p/tokens.csv \
+    --service-account-key-file $p/sa.pub --service-account-signing-key-file $p/sa.key \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --api-audiences https://kubernetes.default.svc.cluster.local,istio-ca \
     --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/16 \
-    --enable-admission-plugins NamespaceLifecycle,ServiceAccount \
-    </dev/null >"$dir/kube-apiserver.log" 2>&1 &
+    --enable-admission-plugins NamespaceLifecycle,ServiceAccount" >"$dir/kube-apiserver.cmd"
+# shellcheck disable=SC2046
+setsid $(cat "$dir/kube-apiserver.cmd") </dev/null >"$dir/kube-apiserver.log" 2>&1 &
 echo $! >"$dir/kube-apiserver.pid"
 cat >"$dir/kubeconfig" <<EOK
 apiVersion: v1
