@@ -782,9 +782,10 @@ static int reconcile(struct na_enrol *e, const char *key)
                (dp_kube_annotation(pod, NA_ENROL_ANNOTATION) || is_adopted_uid(e, uid))) {
         /* enrolled before we started (or by the plugin): find it to take the rules out */
         struct found f;
+        int found = find_netns(e, uid, ips, nips, &f); /* before the release and the record go */
         na_pod_release(e->a, uid);
         record_remove(e, uid);
-        if (find_netns(e, uid, ips, nips, &f) == 0) {
+        if (found == 0) {
             struct dp_nft_pod_opts o;
             dp_nft_pod_opts_init(&o);
             int r = dp_nft_pod_remove_in(f.fd, &o);
