@@ -356,7 +356,8 @@ static int start_req(struct dp_kube_multi *m, const char *method, const char *pa
     } else {
         /* a watch: no overall timeout (the server ends it), but detect dead peers */
         curl_easy_setopt(req->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(req->easy, CURLOPT_LOW_SPEED_TIME, 900L);
+        /* bookmarks arrive about every minute: three silent minutes means a dead peer */
+        curl_easy_setopt(req->easy, CURLOPT_LOW_SPEED_TIME, 180L);
     }
     if (curl_multi_add_handle(m->multi, req->easy) != CURLM_OK) {
         r = -ENOMEM;
