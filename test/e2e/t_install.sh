@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# t_install.sh — WALKTHROUGH part A (install) and G (leave cleanly) against the local cluster:
+# helm install of base, control-plane, cni and node-agent in the walkthrough's order with --wait,
+# every mesh pod Ready, four `deployed` releases, `kubectl get mesh` Ready, least-privilege RBAC
+# of the three service accounts against the real API, ambient pods enrolled through the chain;
+# then helm uninstall in reverse order: no ambit object, no plugin in any node's conflist, no
+# nftables table of ours in node or pod netns, and the remaining pods keep their networking.
+#
+# The charts run this worktree's binaries: the test maps a per-run image prefix to
+# $REPO/build/bin in the cluster's images map (whichever worktree started the cluster), and
+# installs with image.repository set to it. It builds nothing (make test builds first).
+# Brings the cluster up if needed, down again if it did (AMBIT_CLUSTER_KEEP=1 keeps it).
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../lib/testlib.sh
+. "$REPO/test/lib/testlib.sh"
+CL=$REPO/test/cluster/cluster.sh
+BIN=$REPO/${BUILD:-build}/bin
+NS=istio-system
+WAIT=${E2E_WAIT:-90s}
+
+t_begin e2e-install
+
+for b in ambit-operator ambit-node ambit-cni; do
+    if [ ! -x "$BIN/$b" ]; then
+        t_fail "binaries built" "$BIN/$b missing (run make all first)"
+        t_end
+        exit 1
+    fi
+done
+
+# one install of the mesh at a time on the shared cluster (istio-system is a singleton)
+exec 9>/tmp/ambit-e2e-install.lock
+if ! flock -w 600 9; then
+    t_fail "e2e lock" "another t_install.sh holds /tmp/ambit-e2e-install.lock"
+    t_end
+    exit 1
+fi
+
+started=0
+if ! "$CL" status >/dev/null 2>&1; then
+    t0=$SECONDS
+    if "$CL" up >>"$T_LOG" 2>&1; then
+        t_pass "cluster up ($((SECONDS - t0))s)"
+        started=1
+    else
+        t_fail "cluster up" "see $T_LOG and /var/lib/ambit-cluster/logs"
+        tail -40 "$T_LOG"
+        "$CL" down >/dev/null 2>&1
+        t_end
+        exit 1
+    fi
+fi
+eval "$("$CL" env)"
+. "$REPO/test/cluster/config.sh"
+MAP=$RUN/images.map
+
+sfx=$(printf '%04x' $((RANDOM % 65536)))
+HUB=ambit-e2e-$sfx.local/ambit
+NS_APP=e2e-app-$sfx
+NS_PLAIN=e2e-plain-$sfx
+RELEASES=(ambit-base istiod ambit-cni ambit-node) # install order; uninstall is the reverse
+
+map_images() { # prepend this run's prefix -> this worktree's binaries (first match wins)
+    local tmp=$MAP.e2e-$sfx
+    {
+        for b in ambit-operator ambit-node ambit-cni; do echo "$HUB/$b:* $BIN/$b # e2e-$sfx"; done
+        cat "$MAP"
+    } >"$tmp" && mv "$tmp" "$MAP"
+}
+unmap_images() {
+    [ -f "$MAP" ] || return 0
+    local tmp=$MAP.e2e-$sfx
+    grep -v " # e2e-$sfx\$" "$MAP" >"$tmp" && mv "$tmp" "$MAP"
+}
+
+cleanup() {
+    kubectl delete ns "$NS_APP" "$NS_PLAIN" --wait=false >/dev/null 2>&1
+    local i
+    for ((i = ${#RELEASES[@]} - 1; i >= 0; i--)); do
+        helm uninstall "${RELEASES[$i]}" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
+    done
+    unmap_images
+    if [ "$started" = 1 ] && [ -z "${AMBIT_CLUSTER_KEEP:-}" ]; then "$CL" down >/dev/null 2>&1; fi
+}
+trap cleanup EXIT
+
+if helm status ambit-base -n "$NS" >/dev/null 2>&1 || kubectl get ns "$NS" >/dev/null 2>&1; then
+    t_fail "cluster has no mesh installed yet" "namespace $NS or release ambit-base exists; not touching it"
+    trap - EXIT
+    unmap_images
+    t_end
+    exit 1
+fi
+map_images
+
+conflists() { cat "$RUN"/nodes/node*/root/etc/cni/net.d/*.conflist 2>/dev/null; }
+node_tables() { # nftables tables in every node netns, minus kube-proxy's
+    local i
+    for i in $(seq 1 "$NUM_NODES"); do
+        ip netns exec "$(node_ns "$i")" nft list tables 2>/dev/null | grep -v ' kube-proxy$' | sed "s/^/node$i: /"
+    done
+}
+pod_tables() { # nftables tables in every pod netns
+    local n
+    for n in $(ip netns list | awk '{print $1}' | grep -E "^${NS_PREFIX}n[0-9]+-"); do
+        ip netns exec "$n" nft list tables 2>/dev/null | sed "s/^/$n: /"
+    done
+}
+all_ready() { # every pod of the namespace Running and Ready, at least one
+    local s
+    s=$(kubectl -n "$1" get pods -o jsonpath='{range .items[*]}{.status.phase}/{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null)
+    [ -n "$s" ] && [ -z "$(tr ' ' '\n' <<<"$s" | grep -v '^Running/True$' | grep .)" ]
+}
+curl_from() { # curl_from <ns> <pod> <url> -> http code (retries: kube-proxy / config propagation)
+    local code i
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        code=$(kubectl -n "$1" exec "$2" -- curl -sS -m 3 -o /dev/null -w '%{http_code}' "$3" 2>>"$T_LOG")
+        [ "$code" = 200 ] && break
+        sleep 1
+    done
+    echo "$code"
+}
+
+# ---------------------------------------------------------------- A.1-2: install in order
+t0=$SECONDS
+t_check "helm install ambit-base (CRDs)" \
+    helm install ambit-base "$REPO/charts/base" -n "$NS" --create-namespace --wait --timeout "$WAIT"
+t_check "helm install istiod (control-plane, profile=ambient)" \
+    helm install istiod "$REPO/charts/control-plane" -n "$NS" --set profile=ambient \
+    --set image.repository="$HUB/ambit-operator" --wait --timeout "$WAIT"
+t_check "helm install ambit-cni" \
+    helm install ambit-cni "$REPO/charts/cni" -n "$NS" --set image.repository="$HUB/ambit-cni" \
+    --wait --timeout "$WAIT"
+t_check "helm install ambit-node (node-agent)" \
+    helm install ambit-node "$REPO/charts/node-agent" -n "$NS" --set image.repository="$HUB/ambit-node" \
+    --wait --timeout "$WAIT"
+echo "install took $((SECONDS - t0))s" >>"$T_LOG"
+kubectl -n "$NS" get pods -o wide >>"$T_LOG" 2>&1
+
+t_eq "helm list -n $NS: four deployed releases" "ambit-base=deployed ambit-cni=deployed ambit-node=deployed istiod=deployed" \
+    "$(helm list -n "$NS" -o json 2>>"$T_LOG" | jq -r '.[] | "\(.name)=\(.status)"' | sort | xargs)"
+t_check "every pod in $NS Running and Ready" t_wait_for 60 all_ready "$NS"
+t_eq "operator pods Ready" 1 \
+    "$(kubectl -n "$NS" get pods -l app=ambit-operator -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)"
+t_eq "cni pod Ready on every node" "$NUM_NODES" \
+    "$(kubectl -n "$NS" get pods -l app=ambit-cni-node -o jsonpath='{range .items[*]}{.spec.nodeName} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c ' True$')"
+t_eq "node agent Ready on every node (host network)" "$NUM_NODES" \
+    "$(kubectl -n "$NS" get pods -l app=ambit-node -o jsonpath='{range .items[*]}{.spec.hostNetwork} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^true True$')"
+t_eq "pods run this worktree's images" 3 \
+    "$(kubectl -n "$NS" get pods -o jsonpath='{range .items[*]}{.spec.containers[0].image}{"\n"}{end}' | grep "^$HUB/" | sort -u -t: -k1,1 | wc -l)"
+
+# node agents reached the operator through istiod.istio-system.svc (hostNetwork DNS)
+logs=$(kubectl -n "$NS" logs -l app=ambit-node --tail=-1 2>&1)
+echo "$logs" >>"$T_LOG"
+t_eq "every node agent synced its config from istiod.$NS.svc:15012" "$NUM_NODES" \
+    "$(grep -c 'msg="operator config synced"' <<<"$logs")"
+
+# ---------------------------------------------------------------- install state (Mesh)
+mesh_ready() { [ "$(kubectl get mesh default -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+t_check "Mesh default: Ready=True" t_wait_for 30 mesh_ready
+kubectl get mesh -o wide >>"$T_LOG" 2>&1
+t_match "kubectl get mesh shows READY True in its printer columns" '^default +ambient +cluster\.local +[^ ]+ +True ' \
+    "$(kubectl get mesh --no-headers 2>&1)"
+t_eq "Mesh status: operator component ready" "operator=true" \
+    "$(kubectl get mesh default -o jsonpath='{range .status.components[?(@.name=="operator")]}{.name}={.ready}{end}')"
+
+# ---------------------------------------------------------------- RBAC least privilege
+sa() { echo "system:serviceaccount:$NS:$1"; }
+for acct in ambit-operator ambit-node ambit-cni; do
+    for q in "get secrets -n default" "list secrets -n kube-system" "delete pods -n default" \
+        "delete pods -n $NS" "create pods -n default" "update deployments -n default"; do
+        # shellcheck disable=SC2086
+        t_eq "RBAC: $acct cannot $q" no "$(kubectl auth can-i --as="$(sa $acct)" $q 2>/dev/null)"
+    done
+done
+t_eq "RBAC: ambit-node cannot read secrets in $NS" no "$(kubectl auth can-i --as="$(sa ambit-node)" get secrets -n "$NS" 2>/dev/null)"
+t_eq "RBAC: ambit-cni cannot read secrets in $NS" no "$(kubectl auth can-i --as="$(sa ambit-cni)" get secrets -n "$NS" 2>/dev/null)"
+# and the grants they need are there (the same checks would pass for an empty role otherwise)
+t_eq "RBAC: ambit-operator can watch pods cluster-wide" yes "$(kubectl auth can-i --as="$(sa ambit-operator)" watch pods -A 2>/dev/null)"
+t_eq "RBAC: ambit-node can watch pods cluster-wide" yes "$(kubectl auth can-i --as="$(sa ambit-node)" watch pods -A 2>/dev/null)"
+t_eq "RBAC: ambit-cni can get pods" yes "$(kubectl auth can-i --as="$(sa ambit-cni)" get pods -n default 2>/dev/null)"
+
+# ---------------------------------------------------------------- workloads: ambient and plain
+kubectl create ns "$NS_APP" >>"$T_LOG" 2>&1
+kubectl label ns "$NS_APP" istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
+kubectl create ns "$NS_PLAIN" >>"$T_LOG" 2>&1
+for n in "$NS_APP" "$NS_PLAIN"; do
+    cat <<EOF | kubectl apply -f - >>"$T_LOG" 2>&1
+apiVersion: v1
+kind: Pod
+metadata: {name: httpbin, namespace: $n, labels: {app: httpbin}}
+spec:
+  nodeName: amb-node1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: httpbin, image: "mccutchen/go-httpbin:v2.18.3", args: [-port, "8080"], ports: [{containerPort: 8080}],
+     readinessProbe: {httpGet: {path: /status/200, port: 8080}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: $n}
+spec:
+  selector: {app: httpbin}
+  ports: [{port: 8000, targetPort: 8080, name: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: $n}
+spec:
+  nodeName: amb-node2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: curl, image: "curlimages/curl:8.10.1", command: [sleep, "3600"]}
+EOF
+done
+t_check "plain pods Ready with the ambit plugin in the chain" t_wait_for 60 all_ready "$NS_PLAIN"
+t_check "ambient pods Ready (adopted by the node agent through cni.sock)" t_wait_for 60 all_ready "$NS_APP"
+kubectl get pods -n "$NS_APP" -o wide >>"$T_LOG" 2>&1
+t_eq "plain client -> plain httpbin (cross-node, by service name)" 200 \
+    "$(curl_from "$NS_PLAIN" client "http://httpbin.$NS_PLAIN:8000/get")"
+t_eq "ambient client -> ambient httpbin (cross-node, through the node agents)" 200 \
+    "$(curl_from "$NS_APP" client "http://httpbin.$NS_APP:8000/get")"
+t_match "ambient pods have ambit's nftables table in their netns" . "$(pod_tables)"
+pod_tables >>"$T_LOG"
+
+# ---------------------------------------------------------------- G.25: uninstall in reverse order
+for ((i = ${#RELEASES[@]} - 1; i >= 0; i--)); do
+    t_check "helm uninstall ${RELEASES[$i]}" helm uninstall "${RELEASES[$i]}" -n "$NS" --wait --timeout "$WAIT"
+done
+RELEASES=()
+gone() { [ -z "$(kubectl -n "$NS" get pods -o name 2>/dev/null)" ]; }
+t_check "every mesh pod is gone" t_wait_for 60 gone
+t_eq "helm list -n $NS is empty" "" "$(helm list -n "$NS" -q 2>&1)"
+
+left=$(
+    kubectl get all,cm,secret,sa,role,rolebinding,lease,pdb -n "$NS" -o name 2>/dev/null |
+        grep -v -e '^configmap/kube-root-ca.crt$' -e '^serviceaccount/default$'
+    kubectl get clusterrole,clusterrolebinding,validatingwebhookconfiguration,mutatingwebhookconfiguration,priorityclass -o name 2>/dev/null |
+        grep -i -e ambit -e istio
+    kubectl get mesh -o name 2>/dev/null
+    kubectl get cm -A -o name --field-selector metadata.name=istio-ca-root-cert 2>/dev/null
+)
+t_eq "no ambit object left (CRDs are kept on purpose)" "" "$(xargs <<<"$left")"
+t_eq "no ambit-cni in any node's conflist" "" "$(conflists | grep -o '"type": *"ambit-cni"')"
+t_eq "plugin binary removed from every node" "" "$(ls "$RUN"/nodes/node*/root/opt/cni/bin/ambit-cni 2>/dev/null)"
+t_eq "no nftables table of ours in the node netns" "" "$(node_tables | xargs)"
+t_eq "no nftables table in any pod netns" "" "$(pod_tables | xargs)"
+
+# the pods that stayed keep their networking
+t_eq "plain client -> plain httpbin still works" 200 "$(curl_from "$NS_PLAIN" client "http://httpbin.$NS_PLAIN:8000/get")"
+t_eq "formerly ambient client -> httpbin still works" 200 "$(curl_from "$NS_APP" client "http://httpbin.$NS_APP:8000/get")"
+t_eq "plain client -> formerly ambient httpbin works" 200 "$(curl_from "$NS_PLAIN" client "http://httpbin.$NS_APP:8000/get")"
+kubectl delete pod -n "$NS_PLAIN" client --wait=false >>"$T_LOG" 2>&1
+cat <<EOF | kubectl apply -f - >>"$T_LOG" 2>&1
+apiVersion: v1
+kind: Pod
+metadata: {name: client2, namespace: $NS_APP}
+spec:
+  nodeName: amb-node1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: curl, image: "curlimages/curl:8.10.1", command: [sleep, "3600"]}
+EOF
+t_check "a new pod in the ambient namespace starts without ambit" \
+    kubectl -n "$NS_APP" wait pod/client2 --for=condition=Ready --timeout=60s
+t_eq "new pod reaches httpbin" 200 "$(curl_from "$NS_APP" client2 "http://httpbin.$NS_APP:8000/get")"
+
+kubectl delete ns "$NS_APP" "$NS_PLAIN" --wait=false >>"$T_LOG" 2>&1
+t_check "namespace $NS deleted" kubectl delete ns "$NS" --wait=true --timeout=60s
+t_end
