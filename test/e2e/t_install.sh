@@ -244,6 +244,7 @@ left=$(
 )
 t_eq "no ambit object left (CRDs are kept on purpose)" "" "$(xargs <<<"$left")"
 t_eq "no ambit-cni in any node's conflist" "" "$(conflists | grep -o '"type": *"ambit-cni"')"
+t_eq "plugin kubeconfig (a token) removed from every node" "" "$(ls "$RUN"/nodes/node*/root/etc/cni/net.d/ambit-cni-kubeconfig 2>/dev/null)"
 t_eq "plugin binary removed from every node" "" "$(ls "$RUN"/nodes/node*/root/opt/cni/bin/ambit-cni 2>/dev/null)"
 t_eq "no nftables table of ours in the node netns" "" "$(node_tables | xargs)"
 t_eq "no nftables table in any pod netns" "" "$(pod_tables | xargs)"
