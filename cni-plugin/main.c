@@ -33,8 +33,7 @@
 #include "cni_config.h"
 #include "cni_install.h"
 #include "cni_result.h"
-#include "kube.h"
-#include "kube_config.h"
+#include "kube_release.h"
 #include "log.h"
 
 static const char *env_get(const char *name)
@@ -139,66 +138,6 @@ static int install_once(const struct inst *in)
     return r;
 }
 
-/*
- * At SIGTERM: is this an uninstall (our DaemonSet is gone or being deleted, or the release's
- * ServiceAccount/RBAC already are: 401/403) rather than a rolling update? Asked once, with the
- * pod's own token; anything inconclusive (no API, timeout, not in a pod) keeps the plugin.
- */
-static bool release_removed(const char **ret_why)
-{
-    const char *pod = getenv("POD_NAME"), *ns = getenv("POD_NAMESPACE");
-    struct dp_kube_config *cfg = NULL;
-    struct dp_kube_client *kc = NULL;
-    json_t *obj = NULL;
-    const char *ds = NULL;
-    char e[256], path[512];
-    long http = 0;
-    bool gone = false;
-
-    *ret_why = "cannot tell (not in a pod or API unreachable)";
-    if (!pod || !ns || !*pod || !*ns || strlen(pod) > 253 || strlen(ns) > 63 ||
-        dp_kube_config_in_cluster(getenv("AMBIT_SA_DIR"), &cfg, e, sizeof(e)) < 0 ||
-        dp_kube_client_new(cfg, &kc) < 0)
-        goto out;
-    dp_kube_client_set_timeout(kc, 3000);
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", ns, pod);
-    if (dp_kube_request(kc, "GET", path, NULL, NULL, &http, &obj) < 0) {
-        gone = http == 401 || http == 403;
-        if (gone)
-            *ret_why = "the release's service account or RBAC is gone";
-        goto out;
-    }
-    size_t i;
-    json_t *ref;
-    json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, ref)
-    {
-        if (json_is_string(json_object_get(ref, "kind")) &&
-            strcmp(json_string_value(json_object_get(ref, "kind")), "DaemonSet") == 0)
-            ds = json_string_value(json_object_get(ref, "name"));
-    }
-    if (ds == NULL || strlen(ds) > 253) {
-        *ret_why = "pod has no DaemonSet owner";
-        goto out;
-    }
-    snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/daemonsets/%s", ns, ds);
-    json_t *dso = NULL;
-    if (dp_kube_request(kc, "GET", path, NULL, NULL, &http, &dso) < 0) {
-        gone = http == 404 || http == 401 || http == 403;
-        *ret_why = http == 404 ? "DaemonSet deleted" : "cannot read the DaemonSet";
-    } else if (json_object_get(json_object_get(dso, "metadata"), "deletionTimestamp")) {
-        gone = true;
-        *ret_why = "DaemonSet being deleted";
-    } else {
-        *ret_why = "DaemonSet still exists (update)";
-    }
-    json_decref(dso);
-out:
-    json_decref(obj);
-    dp_kube_client_free(kc);
-    dp_kube_config_free(cfg);
-    return gone;
-}
-
 /* Stay up and keep the plugin chained. Returns the exit status. */
 static int watch(const struct inst *in, bool uninstall_on_exit)
 {
@@ -237,7 +176,7 @@ static int watch(const struct inst *in, bool uninstall_on_exit)
     }
     set_ready(in, false);
     const char *why = "--uninstall-on-exit";
-    if (uninstall_on_exit || release_removed(&why)) {
+    if (uninstall_on_exit || dp_kube_daemonset_removed(getenv("AMBIT_SA_DIR"), 3000, &why) == 1) {
         char err[512] = "";
         int r = cni_uninstall(&in->o, err, sizeof(err));
         if (r < 0) {

@@ -15,6 +15,7 @@
 #include "enrol.h"
 #include "hbone.h"
 #include "identity.h"
+#include "kube_release.h"
 #include "log.h"
 #include "opclient.h"
 #include "pod.h"
@@ -235,6 +236,12 @@ static void on_signal(struct dp_loop *loop, int signo, void *arg)
     dp_info("node", "termination signal: draining", DP_LI("signal", signo),
             DP_LU("deadline_ms", a->opt.drain_ms), DP_LU("open_connections", live_conns(a)));
     na_servers_stop_cni(a);
+    /* helm uninstall (our DaemonSet gone) vs rolling update: on uninstall pods go back to plain
+     * networking now, instead of keeping rules that point at listeners about to vanish */
+    const char *why = NULL;
+    if (dp_kube_daemonset_removed(NULL, 3000, &why) == 1)
+        dp_info("node", "uninstall: in-pod redirection removed", DP_LS("reason", why),
+                DP_LI("pods", na_pods_remove_redirection(a)));
     na_pods_stop_listening(a);
     drain_deadline = dp_now_ms() + a->opt.drain_ms;
     dp_timer_init(&drain_timer, on_drain_tick, a);

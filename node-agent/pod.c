@@ -467,6 +467,27 @@ void na_pods_release_all(struct na_agent *a)
     }
 }
 
+int na_pods_remove_redirection(struct na_agent *a)
+{
+    struct dp_nft_pod_opts o;
+    int n = 0;
+    dp_nft_pod_opts_init(&o);
+    pthread_mutex_lock(&a->pods_mu);
+    struct dp_list *it;
+    dp_list_for_each(it, &a->pods)
+    {
+        struct na_pod *p = dp_container_of(it, struct na_pod, link);
+        int ret = dp_nft_pod_remove_in(p->netns_fd, &o);
+        if (ret < 0)
+            dp_warn("node", "cannot remove the redirection", DP_LS("pod", p->uid),
+                    DP_LS("netns", p->netns_path), DP_LERR(ret));
+        else
+            n++;
+    }
+    pthread_mutex_unlock(&a->pods_mu);
+    return n;
+}
+
 void na_pods_stop_listening(struct na_agent *a)
 {
     pthread_mutex_lock(&a->pods_mu);

@@ -72,6 +72,13 @@ int na_pod_release(struct na_agent *a, const char *uid);
 int na_pods_restore(struct na_agent *a);
 /** Release everything (shutdown; the state file is kept for the next start). */
 void na_pods_release_all(struct na_agent *a);
+/**
+ * Uninstall: remove the in-pod redirection (nft table, routing) of every adopted pod, so pods
+ * keep plain networking once the agent is gone. Listeners stay until released. Returns how many
+ * pods were cleaned.
+ */
+int na_pods_remove_redirection(struct na_agent *a);
+
 /** Stop accepting on every pod (drain) — listeners closed, pods kept. */
 void na_pods_stop_listening(struct na_agent *a);
 

@@ -12,6 +12,7 @@
 #define SCOPE        "operator"
 #define LOG_MAX      20000 /* events kept for resumable streams */
 #define ROOT_CM      "istio-ca-root-cert"
+#define MESH_NAME    "default"
 #define MAX_INFLIGHT 16
 
 enum inf_idx {
@@ -231,6 +232,22 @@ static void on_root_applied(int r, long http, json_t *body, const char *errmsg, 
     roots_kick(op);
 }
 
+/*
+ * The Mesh object owns the root ConfigMaps it publishes into every namespace: deleting it
+ * (helm uninstall of the control plane) garbage-collects them. Empty until the Mesh is seen;
+ * its arrival re-publishes every root (on_obj_add).
+ */
+static json_t *mesh_owner_refs(const struct op_ctx *op)
+{
+    const json_t *mesh = json_object_get(cache(op, INF_MESHES), MESH_NAME);
+    const char *uid = mesh ? dp_kube_meta_str(mesh, "uid") : NULL;
+
+    if (uid == NULL)
+        return json_array();
+    return json_pack("[{s:s,s:s,s:s,s:s}]", "apiVersion", "install.ambit.dev/v1alpha1", "kind",
+                     "Mesh", "name", MESH_NAME, "uid", uid);
+}
+
 static void publish_root(struct op_ctx *op, const char *ns)
 {
     struct root_req *rr = calloc(1, sizeof(*rr));
@@ -242,9 +259,10 @@ static void publish_root(struct op_ctx *op, const char *ns)
         goto fail;
     rr->op = op;
     snprintf(rr->ns, sizeof(rr->ns), "%s", ns);
-    cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s}}", "apiVersion", "v1", "kind",
+    cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s},s:o},s:{s:s}}", "apiVersion", "v1", "kind",
                    "ConfigMap", "metadata", "name", ROOT_CM, "namespace", ns, "labels",
-                   "istio.io/config", "true", "data", "root-cert.pem", op->ca->root_pem);
+                   "istio.io/config", "true", "ownerReferences", mesh_owner_refs(op), "data",
+                   "root-cert.pem", op->ca->root_pem);
     if (cm == NULL)
         goto fail;
     r = dp_kube_path(&DP_KUBE_RES_CONFIGMAPS, ns, ROOT_CM, NULL, NULL, &path);
@@ -344,9 +362,14 @@ static void on_obj_add(json_t *obj, void *arg)
         dp_loop_defer(op->loop, &op->ca_reload);
         return;
     }
-    if (json_is_string(json_object_get(obj, "kind")) &&
-        strcmp(json_string_value(json_object_get(obj, "kind")), "Namespace") == 0)
+    if (is_kind(obj, "Namespace"))
         queue_root(op, obj);
+    if (is_kind(obj, "Mesh")) { /* roots get their owner reference */
+        const char *k;
+        json_t *ns_obj;
+        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, ns_obj)
+            queue_root(op, ns_obj);
+    }
     mark_dirty(op);
 }
 

@@ -234,15 +234,22 @@ gone() { [ -z "$(kubectl -n "$NS" get pods -o name 2>/dev/null)" ]; }
 t_check "every mesh pod is gone" t_wait_for 60 gone
 t_eq "helm list -n $NS is empty" "" "$(helm list -n "$NS" -q 2>&1)"
 
+# root ConfigMaps are owned by the Mesh object: garbage-collected once it is deleted
+roots_gone() { [ -z "$(kubectl get cm -A -o name --field-selector metadata.name=istio-ca-root-cert 2>/dev/null)" ]; }
+t_check "istio-ca-root-cert ConfigMaps garbage-collected in every namespace" t_wait_for 30 roots_gone
 left=$(
-    kubectl get all,cm,secret,sa,role,rolebinding,lease,pdb -n "$NS" -o name 2>/dev/null |
-        grep -v -e '^configmap/kube-root-ca.crt$' -e '^serviceaccount/default$'
     kubectl get clusterrole,clusterrolebinding,validatingwebhookconfiguration,mutatingwebhookconfiguration,priorityclass -o name 2>/dev/null |
         grep -i -e ambit -e istio
     kubectl get mesh -o name 2>/dev/null
-    kubectl get cm -A -o name --field-selector metadata.name=istio-ca-root-cert 2>/dev/null
+    kubectl get cm,secret,sa,role,rolebinding,lease -A -o name -l app.kubernetes.io/part-of=ambit 2>/dev/null
 )
-t_eq "no ambit object left (CRDs are kept on purpose)" "" "$(xargs <<<"$left")"
+t_eq "no ambit object left outside $NS (CRDs are kept on purpose)" "" "$(xargs <<<"$left")"
+# What stays in the namespace, as with Istio: the operator's self-signed CA (a reinstall keeps
+# the same root, so workloads keep trusting each other) and its leader-election Lease; both go
+# with `kubectl delete namespace istio-system`, the last uninstall step.
+t_eq "only the CA Secret and the leader Lease stay in $NS" "lease.coordination.k8s.io/ambit-operator secret/istio-ca-secret" \
+    "$(kubectl get all,cm,secret,sa,role,rolebinding,lease,pdb -n "$NS" -o name 2>/dev/null |
+        grep -v -e '^configmap/kube-root-ca.crt$' -e '^serviceaccount/default$' | sort | xargs)"
 t_eq "no ambit-cni in any node's conflist" "" "$(conflists | grep -o '"type": *"ambit-cni"')"
 t_eq "plugin kubeconfig (a token) removed from every node" "" "$(ls "$RUN"/nodes/node*/root/etc/cni/net.d/ambit-cni-kubeconfig 2>/dev/null)"
 t_eq "plugin binary removed from every node" "" "$(ls "$RUN"/nodes/node*/root/opt/cni/bin/ambit-cni 2>/dev/null)"
