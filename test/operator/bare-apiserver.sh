@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bare-apiserver.sh start <dir> | stop <dir> | bounce <dir> <seconds> — a throwaway etcd + kube-apiserver on loopback for
+# bare-apiserver.sh start|stop|api-down|api-up <dir> | bounce <dir> <seconds> — a throwaway etcd + kube-apiserver on loopback for
 # the operator layer when no test/cluster is running. Uses the cluster helper's cached binaries
 # (/var/cache/ambit-tools/kubernetes-*/bin) and Debian's etcd; never builds anything.
 # `start` writes <dir>/kubeconfig (static admin token) and prints its path. Ports are picked
@@ -24,6 +24,17 @@ stop() {
 
 if [ "$cmd" = stop ]; then
     stop
+    exit 0
+fi
+if [ "$cmd" = api-down ] || [ "$cmd" = api-up ]; then
+    if [ "$cmd" = api-down ]; then
+        kill "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null || break; sleep 0.1; done
+    else
+        # shellcheck disable=SC2046
+        setsid $(cat "$dir/kube-apiserver.cmd") </dev/null >>"$dir/kube-apiserver.log" 2>&1 &
+        echo $! >"$dir/kube-apiserver.pid"
+    fi
     exit 0
 fi
 if [ "$cmd" = bounce ]; then
@@ -59,6 +70,7 @@ setsid etcd --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$etcd_
     --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" </dev/null >"$dir/etcd.log" 2>&1 &
 echo $! >"$dir/etcd.pid"
+echo "http://127.0.0.1:$etcd_port" >"$dir/etcd.url"
 echo "$K8S_BIN/kube-apiserver --etcd-servers http://127.0.0.1:$etcd_port \
     --bind-address 127.0.0.1 --secure-port $api_port --advertise-address 127.0.0.1 \
     --tls-cert-file $p/server.crt --tls-private-key-file $p/server.key \
