@@ -51,7 +51,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj 
     -keyout "$T_DIR/other.key" -out "$T_DIR/other.pem" -days 1 2>/dev/null
 
 # the operator's serving certificate names istiod.<ns>.svc: dial 127.0.0.1 but verify that name
-OPCLIENT_ADDRESS=istiod.$opns.svc:$port OPCLIENT_ROOT=$root OPCLIENT_TOKEN_FILE=$T_DIR/token \
+OPCLIENT_URL=https://istiod.$opns.svc:$port OPCLIENT_ROOT=$root OPCLIENT_TOKEN_FILE=$T_DIR/token \
     OPCLIENT_IDENTITY=spiffe://cluster.local/ns/$ns/sa/reviews OPCLIENT_NODE=node-1 \
     OPCLIENT_OTHER_ROOT=$T_DIR/other.pem OPCLIENT_CONNECT_TO=127.0.0.1:$port \
     "$BUILD/tests/dataplane-test_opclient" >"$T_DIR/opclient.out" 2>&1
