@@ -517,9 +517,17 @@ static void on_ping(struct dp_loop *loop, void *arg)
 {
     struct stream *s = arg;
     static const char ping[] = "{\"type\":\"ping\"}\n";
+    int r = dp_httpd_resp_stream_write(s->resp, ping, sizeof(ping) - 1);
 
-    if (dp_httpd_resp_stream_write(s->resp, ping, sizeof(ping) - 1) < 0) {
-        stream_close(s, false);
+    if (r < 0) {
+        /* -ENOBUFS leaves the stream open: end it, or its on_abort would later run on the
+         * freed stream. -EPIPE has already ended it. */
+        if (r != -EPIPE) {
+            dp_counter_add(s->srv->m_dropped, 1);
+            dp_warn(SCOPE, "dropping a config stream that cannot keep up",
+                    DP_LS("node", s->node), DP_LERR(r));
+        }
+        stream_close(s, r != -EPIPE);
         return;
     }
     dp_timer_arm(loop, &s->ping, s->srv->cfg.ping_ms);
