@@ -560,7 +560,7 @@ func (r *runner) nodeViewScript(mounts []mnt, hostname string) string {
 		fmt.Fprintf(&b, "mount --bind %s %s\n", shq(filepath.Join(r.cfg.nodeRoot, d)), shq(d))
 	}
 	for _, m := range mounts {
-		fmt.Fprintf(&b, "mount --bind %s %s\n", shq(m.src), shq(m.dst))
+		fmt.Fprintf(&b, "mount --rbind %s %s\n", shq(m.src), shq(m.dst))
 		if m.ro {
 			fmt.Fprintf(&b, "mount -o remount,bind,ro %s\n", shq(m.dst))
 		}
