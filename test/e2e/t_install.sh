@@ -225,6 +225,20 @@ t_eq "ambient client -> ambient httpbin (cross-node, through the node agents)" 2
 t_match "ambient pods have ambit's nftables table in their netns" . "$(pod_tables)"
 pod_tables >>"$T_LOG"
 
+# ---------------------------------------------------------------- rolling update keeps capture
+# a restarted DaemonSet pod is an update, not an uninstall: plugin and in-pod rules stay
+tables_before=$(pod_tables | sort)
+t_check "rollout restart ambit-cni-node" kubectl -n "$NS" rollout restart ds/ambit-cni-node
+t_check "rollout restart ambit-node" kubectl -n "$NS" rollout restart ds/ambit-node
+t_check "cni rollout completes" kubectl -n "$NS" rollout status ds/ambit-cni-node --timeout="$WAIT"
+t_check "node agent rollout completes" kubectl -n "$NS" rollout status ds/ambit-node --timeout="$WAIT"
+t_eq "plugin stayed in every node's conflist across the update" "$NUM_NODES" \
+    "$(conflists | grep -c '"type": *"ambit-cni"')"
+t_eq "in-pod rules stayed across the update" "$tables_before" "$(pod_tables | sort)"
+t_eq "ambient client -> ambient httpbin after the update" 200 \
+    "$(curl_from "$NS_APP" client "http://httpbin.$NS_APP:8000/get")"
+
+[ -n "${E2E_STOP_BEFORE_UNINSTALL:-}" ] && { trap - EXIT; t_end; exit 1; }
 # ---------------------------------------------------------------- G.25: uninstall in reverse order
 for ((i = ${#RELEASES[@]} - 1; i >= 0; i--)); do
     t_check "helm uninstall ${RELEASES[$i]}" helm uninstall "${RELEASES[$i]}" -n "$NS" --wait --timeout "$WAIT"
