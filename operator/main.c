@@ -264,6 +264,8 @@ int main(int argc, char **argv)
         case 'W':
             if (dp_kube_selector_matches(optarg, NULL) < 0) {
                 fprintf(stderr, "ambit-operator: --write-selector: bad selector\n");
+                if (m.events_out != NULL)
+                    fclose(m.events_out);
                 return 2;
             }
             opts.write_selector = optarg;
@@ -271,6 +273,8 @@ int main(int argc, char **argv)
         case 'A':
             if (n_accounts >= 16 || strchr(optarg, '/') == NULL) {
                 fprintf(stderr, "ambit-operator: --node-agent-account wants NS/SA (at most 16)\n");
+                if (m.events_out != NULL)
+                    fclose(m.events_out);
                 return 2;
             }
             accounts[n_accounts++] = optarg;

@@ -134,8 +134,9 @@ static void rebuild(struct op_ctx *op)
     op->stats.rebuilds++;
     op->stats.events += json_array_size(events);
     op->stats.last_rebuild_ms = (double)(dp_now_us() - t0) / 1000.0;
-    json_array_foreach(events, i, e)
+    json_array_foreach(events, i, e) {
         json_array_append(op->log, e);
+    }
     if (json_array_size(op->log) > LOG_MAX) {
         json_t *trimmed = json_array();
         size_t from = json_array_size(op->log) - LOG_MAX / 2;
@@ -367,8 +368,9 @@ static void on_obj_add(json_t *obj, void *arg)
     if (is_kind(obj, "Mesh")) { /* roots get their owner reference */
         const char *k;
         json_t *ns_obj;
-        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, ns_obj)
+        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, ns_obj) {
             queue_root(op, ns_obj);
+        }
     }
     mark_dirty(op);
 }
@@ -434,8 +436,9 @@ static void on_ca_reload(struct dp_loop *loop, void *arg)
         const char *k;
         json_t *v;
 
-        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, v)
+        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, v) {
             queue_root(op, v);
+        }
         roots_kick(op);
     }
 }
@@ -601,8 +604,9 @@ void op_set_leader(struct op_ctx *op, bool leader)
     op->leader = leader;
     dp_info(SCOPE, leader ? "became leader" : "stopped leading");
     if (leader) {
-        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, v)
+        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, v) {
             queue_root(op, v);
+        }
         roots_kick(op);
     }
 }

@@ -592,8 +592,9 @@ static void on_config_authenticated(struct auth_req *a, int r, const struct dp_k
             json_t *e;
             size_t i;
 
-            json_array_foreach(events, i, e)
+            json_array_foreach(events, i, e) {
                 json_object_set_new(e, "version", json_integer((json_int_t)op_version(srv->op)));
+            }
         }
     }
     if (dp_httpd_resp_stream_start(a->resp, "application/x-ndjson", on_stream_abort, s) < 0) {

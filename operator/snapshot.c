@@ -581,8 +581,9 @@ static int pod_policies(const struct op_mesh_config *cfg, const json_t *pod,
         struct dp_policy_diags pd = {0};
 
         if (dp_policy_peerauthn_keys(pa_list, cfg->root_ns, ns, labels, &keys, &pd) == 0) {
-            json_array_foreach(keys, i, kv)
+            json_array_foreach(keys, i, kv) {
                 json_array_append(out, kv);
+            }
             json_decref(keys);
         }
     }
@@ -607,8 +608,9 @@ static int build_workloads(const struct op_inputs *in, const struct op_mesh_conf
         r = -ENOMEM;
         goto out;
     }
-    json_object_foreach((json_t *)in->peer_authentications, k, pa)
+    json_object_foreach((json_t *)in->peer_authentications, k, pa) {
         json_array_append(pa_list, pa);
+    }
 
     json_object_foreach((json_t *)in->pods, k, pod) {
         const char *name = dp_kube_meta_str(pod, "name"), *ns = dp_kube_meta_str(pod, "namespace");
@@ -709,8 +711,9 @@ static int build_policies(const struct op_inputs *in, const struct op_mesh_confi
         json_decref(pols);
         pols = NULL;
     }
-    json_object_foreach((json_t *)in->peer_authentications, k, p)
+    json_object_foreach((json_t *)in->peer_authentications, k, p) {
         json_array_append(pas, p);
+    }
     if (json_array_size(pas) > 0) {
         memset(&pd, 0, sizeof(pd));
         r = dp_policy_compile_peerauthn(pas, cfg->root_ns, &pols, &pd);
@@ -787,8 +790,9 @@ static const char **sorted_keys(const json_t *o, size_t *ret_n)
 
     if (keys == NULL)
         return NULL;
-    json_object_foreach((json_t *)o, k, v)
+    json_object_foreach((json_t *)o, k, v) {
         keys[i++] = k;
+    }
     qsort(keys, n, sizeof(*keys), cmp_str);
     *ret_n = n;
     return keys;

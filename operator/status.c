@@ -62,8 +62,9 @@ static json_t *comparable(const json_t *status)
     json_t *c = json_deep_copy(status), *cond;
     size_t i;
 
-    json_array_foreach(json_object_get(c, "conditions"), i, cond)
+    json_array_foreach(json_object_get(c, "conditions"), i, cond) {
         json_object_del(cond, "lastTransitionTime");
+    }
     return c;
 }
 

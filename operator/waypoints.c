@@ -312,8 +312,9 @@ static void queue_all(struct op_waypoints *w)
     const char *k;
     json_t *v;
 
-    json_object_foreach((json_t *)wps, k, v)
+    json_object_foreach((json_t *)wps, k, v) {
         dp_kube_queue_add(&w->q, k, now, 0);
+    }
 }
 
 static void on_push(struct op_ctx *op, const json_t *events, void *arg)
