@@ -76,58 +76,12 @@ size_t na_enrol_pod_ips(const json_t *pod, const char **ips, size_t max)
 }
 
 enum na_enrol_decision na_enrol_decide(const json_t *pod, const json_t *ns,
-                                       const struct na_enrol_policy *pol, const char **ret_reason)
+                                       const struct dp_ambient_policy *pol, const char **ret_reason)
 {
-    const char *reason;
+    const char *reason = "pod deleted";
     enum na_enrol_decision d = NA_ENROL_NO;
-    if (!pod) {
-        reason = "pod deleted";
+    if (!pod || !dp_ambient_selected(pod, ns, pol, &reason))
         goto out;
-    }
-    const char *pns = dp_kube_meta_str(pod, "namespace");
-    const char *pname = dp_kube_meta_str(pod, "name");
-    if (json_is_true(json_object_get(json_object_get(pod, "spec"), "hostNetwork"))) {
-        reason = "host network";
-        goto out;
-    }
-    for (size_t i = 0; pol && pns && i < pol->n_exclude; i++) {
-        if (strcmp(pns, pol->exclude_ns[i]) == 0) {
-            reason = "excluded namespace";
-            goto out;
-        }
-    }
-    if (pol && pol->self_ns && pol->self_name && pns && pname && strcmp(pns, pol->self_ns) == 0 &&
-        strcmp(pname, pol->self_name) == 0) {
-        reason = "the agent's own pod";
-        goto out;
-    }
-    if (pol && pol->mesh_ns && pns && strcmp(pns, pol->mesh_ns) == 0) {
-        const char *app = dp_kube_label(pod, "app");
-        if ((app && (strcmp(app, "ambit-node") == 0 || strcmp(app, "ztunnel") == 0 ||
-                     strcmp(app, "ambit-cni") == 0)) ||
-            (pname && strncmp(pname, "ambit-node-", 11) == 0)) {
-            reason = "the mesh's own pod";
-            goto out;
-        }
-    }
-    if (dp_kube_annotation(pod, NA_ENROL_SIDECAR_ANN)) {
-        reason = "sidecar injected";
-        goto out;
-    }
-    const char *pl = dp_kube_label(pod, NA_ENROL_LABEL);
-    const char *nl = ns ? dp_kube_label(ns, NA_ENROL_LABEL) : NULL;
-    if (pl && strcmp(pl, "none") == 0) {
-        reason = "pod opted out";
-        goto out;
-    }
-    if (pl && strcmp(pl, "ambient") == 0) {
-        reason = "pod label";
-    } else if (nl && strcmp(nl, "ambient") == 0) {
-        reason = "namespace label";
-    } else {
-        reason = "not ambient";
-        goto out;
-    }
     const char *phase = jstr(pod, "status", "phase");
     if (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0)) {
         reason = "terminated";
@@ -146,27 +100,12 @@ out:
     return d;
 }
 
-void na_enrol_redirect_opts(const json_t *pod, const struct dp_nft_pod_opts *base,
-                            struct dp_nft_pod_opts *ret)
-{
-    struct dp_nft_pod_opts o = *base;
-    const char *dns = dp_kube_annotation(pod, NA_ENROL_DNS_ANN);
-    if (dns && strcmp(dns, "true") == 0)
-        o.dns_capture = true;
-    else if (dns && strcmp(dns, "false") == 0)
-        o.dns_capture = false;
-    const char *bypass = dp_kube_annotation(pod, NA_ENROL_BYPASS_ANN);
-    if (bypass && strcmp(bypass, "true") == 0)
-        o.bypass_inbound = true;
-    *ret = o;
-}
-
-int na_enrol_policy_parse_exclude(struct na_enrol_policy *pol, char *csv)
+int na_enrol_policy_parse_exclude(struct dp_ambient_policy *pol, char *csv)
 {
     pol->n_exclude = 0;
     char *save = NULL;
     for (char *t = strtok_r(csv, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-        if (pol->n_exclude >= NA_ENROL_MAX_EXCLUDE)
+        if (pol->n_exclude >= DP_AMBIENT_MAX_EXCLUDE)
             return -E2BIG;
         pol->exclude_ns[pol->n_exclude++] = t;
     }
@@ -205,7 +144,7 @@ struct na_enrol {
     struct dp_list enrolled; /* struct enrolled */
     size_t n_enrolled;
     struct dp_list patches; /* struct patch_req in flight */
-    struct na_enrol_policy pol;
+    struct dp_ambient_policy pol;
     char *exclude_csv;
     const char *netns_dir, *proc_root;
     char field_sel[300];
@@ -604,7 +543,7 @@ static int enrol(struct na_enrol *e, const char *key, const json_t *pod, const c
     en->base.dns_capture = f.dns;
     en->base.bypass_inbound = f.bypass;
     en->base.ipv6 = f.ipv6;
-    na_enrol_redirect_opts(pod, &en->base, &en->o);
+    dp_ambient_redirect_opts(pod, &en->base, &en->o);
 
     r = dp_nft_pod_apply_in(en->nsfd, &en->o);
     if (r < 0) {
@@ -762,7 +701,7 @@ static int reconcile(struct na_enrol *e, const char *key)
         } else {
             /* an annotation of §1.11 changed: rewrite the rules in place (one atomic batch) */
             struct dp_nft_pod_opts o;
-            na_enrol_redirect_opts(pod, &en->base, &o);
+            dp_ambient_redirect_opts(pod, &en->base, &o);
             if (o.dns_capture != en->o.dns_capture || o.bypass_inbound != en->o.bypass_inbound) {
                 int r = dp_nft_pod_apply_in(en->nsfd, &o);
                 if (r < 0)
@@ -898,8 +837,8 @@ static void on_ns_add(json_t *obj, void *arg)
 
 static void on_ns_update(json_t *old_obj, json_t *new_obj, void *arg)
 {
-    const char *a = dp_kube_label(old_obj, NA_ENROL_LABEL);
-    const char *b = dp_kube_label(new_obj, NA_ENROL_LABEL);
+    const char *a = dp_kube_label(old_obj, DP_AMBIENT_LABEL);
+    const char *b = dp_kube_label(new_obj, DP_AMBIENT_LABEL);
     if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
         ns_changed(arg, new_obj);
 }
@@ -1043,7 +982,7 @@ int na_enrol_new(struct na_agent *a, struct na_enrol **ret_e)
     }
     r = na_enrol_policy_parse_exclude(&e->pol, e->exclude_csv);
     if (r < 0) {
-        dp_error(SCOPE, "too many excluded namespaces", DP_LU("max", NA_ENROL_MAX_EXCLUDE));
+        dp_error(SCOPE, "too many excluded namespaces", DP_LU("max", DP_AMBIENT_MAX_EXCLUDE));
         goto fail;
     }
     e->pol.self_ns = getenv("POD_NAMESPACE");

@@ -48,17 +48,14 @@
 
 #include <jansson.h>
 
+#include "ambient.h"
+
 #include "nft.h"
 
 struct na_agent;
 struct na_enrol;
 
-#define NA_ENROL_LABEL       "istio.io/dataplane-mode"
 #define NA_ENROL_ANNOTATION  "ambient.istio.io/redirection"
-#define NA_ENROL_SIDECAR_ANN "sidecar.istio.io/status"
-#define NA_ENROL_DNS_ANN     "ambient.istio.io/dns-capture"
-#define NA_ENROL_BYPASS_ANN  "ambient.istio.io/bypass-inbound-capture"
-#define NA_ENROL_MAX_EXCLUDE 64
 
 enum na_enrol_decision {
     NA_ENROL_NO = 0, /* not in the mesh: un-enrol if enrolled */
@@ -68,42 +65,20 @@ enum na_enrol_decision {
 
 const char *na_enrol_decision_str(enum na_enrol_decision d);
 
-/** Who is never enrolled besides the label rules. Strings borrowed. */
-struct na_enrol_policy {
-    const char *exclude_ns[NA_ENROL_MAX_EXCLUDE];
-    size_t n_exclude;
-    const char *self_ns, *self_name; /* the agent's own pod (optional) */
-    const char *mesh_ns; /* the mesh's namespace (optional): its ambit-node/ztunnel/ambit-cni
-                            pods are never enrolled, as the plugin decides (cni_kube.h) */
-};
-
 /**
- * Reference §1.2: a pod is ambient when its label istio.io/dataplane-mode is `ambient`, or its
- * namespace (`ns`, may be NULL when unknown) has that label and the pod's label is not `none`.
- * Never: pod NULL (deleted), hostNetwork, excluded namespace, the agent's own pod, a pod with
- * sidecar.istio.io/status, the mesh's own pods (in
- * pol->mesh_ns: label app ambit-node/ztunnel/ambit-cni, or name ambit-node-*), phases
- * Succeeded/Failed. An ambient pod that is not Running or has no
- * IP yet is NA_ENROL_WAIT. *ret_reason (optional) gets a static description.
+ * dp_ambient_selected() (the rule the CNI plugin applies too) plus the pod's lifecycle: a deleted
+ * pod (NULL) and phases Succeeded/Failed are NA_ENROL_NO; an ambient pod that is not Running or
+ * has no IP yet is NA_ENROL_WAIT. *ret_reason (optional) gets a static description.
  */
 enum na_enrol_decision na_enrol_decide(const json_t *pod, const json_t *ns,
-                                       const struct na_enrol_policy *pol, const char **ret_reason);
+                                       const struct dp_ambient_policy *pol, const char **ret_reason);
 
 /** Pod IPs: status.podIPs[].ip, else status.podIP. Borrowed strings; returns how many (<= max). */
 size_t na_enrol_pod_ips(const json_t *pod, const char **ips, size_t max);
 
-/**
- * Redirection options for a pod (reference §1.11): `base` (dp_nft defaults, or what the CNI
- * plugin recorded in its state file) overridden by the pod annotations
- * ambient.istio.io/dns-capture ("true"/"false") and ambient.istio.io/bypass-inbound-capture
- * ("true": capture outbound only) — the same rule as the plugin's. Pure.
- */
-void na_enrol_redirect_opts(const json_t *pod, const struct dp_nft_pod_opts *base,
-                            struct dp_nft_pod_opts *ret);
-
 /** Parse a comma list of namespaces into pol (strings point into `csv`, which is modified).
- *  0, or -E2BIG beyond NA_ENROL_MAX_EXCLUDE. */
-int na_enrol_policy_parse_exclude(struct na_enrol_policy *pol, char *csv);
+ *  0, or -E2BIG beyond DP_AMBIENT_MAX_EXCLUDE. */
+int na_enrol_policy_parse_exclude(struct dp_ambient_policy *pol, char *csv);
 
 /**
  * Create and start the loop on worker 0 when enabled (see above); *ret_e is NULL when disabled.

@@ -72,12 +72,12 @@ static json_t *make_pod(const struct row *r)
     assert_non_null(pod);
     json_t *md = json_object_get(pod, "metadata");
     if (r->pod_label)
-        json_object_set_new(json_object_get(md, "labels"), NA_ENROL_LABEL,
+        json_object_set_new(json_object_get(md, "labels"), DP_AMBIENT_LABEL,
                             json_string(r->pod_label));
     if (r->app)
         json_object_set_new(json_object_get(md, "labels"), "app", json_string(r->app));
     if (r->sidecar)
-        json_object_set_new(json_object_get(md, "annotations"), NA_ENROL_SIDECAR_ANN,
+        json_object_set_new(json_object_get(md, "annotations"), DP_AMBIENT_SIDECAR_ANN,
                             json_string("{}"));
     json_t *st = json_object_get(pod, "status");
     if (r->phase)
@@ -94,11 +94,11 @@ static json_t *make_ns(const struct row *r)
     json_t *ns = json_pack("{s:{s:s,s:{}}}", "metadata", "name", r->pod_ns, "labels");
     if (r->ns_label)
         json_object_set_new(json_object_get(json_object_get(ns, "metadata"), "labels"),
-                            NA_ENROL_LABEL, json_string(r->ns_label));
+                            DP_AMBIENT_LABEL, json_string(r->ns_label));
     return ns;
 }
 
-static void policy(struct na_enrol_policy *pol, char *csv)
+static void policy(struct dp_ambient_policy *pol, char *csv)
 {
     memset(pol, 0, sizeof(*pol));
     assert_int_equal(na_enrol_policy_parse_exclude(pol, csv), 0);
@@ -111,7 +111,7 @@ static void test_decision_table(void **state)
 {
     (void)state;
     char csv[] = "kube-system,skip-me";
-    struct na_enrol_policy pol;
+    struct dp_ambient_policy pol;
     policy(&pol, csv);
     unsigned failed = 0;
     for (size_t i = 0; i < sizeof(ROWS) / sizeof(ROWS[0]); i++) {
@@ -144,7 +144,7 @@ static void test_deleted_and_no_policy(void **state)
     /* a label value that is not a string is not "ambient" */
     pod = make_pod(&ROWS[6]);
     json_object_set_new(json_object_get(json_object_get(pod, "metadata"), "labels"),
-                        NA_ENROL_LABEL, json_integer(1));
+                        DP_AMBIENT_LABEL, json_integer(1));
     assert_int_equal(na_enrol_decide(pod, NULL, NULL, NULL), NA_ENROL_NO);
     json_decref(pod);
 }
@@ -174,7 +174,7 @@ static void test_pod_ips(void **state)
 static void test_exclude_parse(void **state)
 {
     (void)state;
-    struct na_enrol_policy pol;
+    struct dp_ambient_policy pol;
     char a[] = " kube-system, ,istio-system,";
     memset(&pol, 0, sizeof(pol));
     assert_int_equal(na_enrol_policy_parse_exclude(&pol, a), 0);
@@ -184,9 +184,9 @@ static void test_exclude_parse(void **state)
     char empty[] = "";
     assert_int_equal(na_enrol_policy_parse_exclude(&pol, empty), 0);
     assert_int_equal(pol.n_exclude, 0);
-    char big[NA_ENROL_MAX_EXCLUDE * 3 + 8];
+    char big[DP_AMBIENT_MAX_EXCLUDE * 3 + 8];
     size_t o = 0;
-    for (int i = 0; i <= NA_ENROL_MAX_EXCLUDE; i++)
+    for (int i = 0; i <= DP_AMBIENT_MAX_EXCLUDE; i++)
         o += (size_t)snprintf(big + o, sizeof(big) - o, "n%d,", i % 10);
     assert_int_equal(na_enrol_policy_parse_exclude(&pol, big), -E2BIG);
 }
@@ -198,29 +198,29 @@ static void test_redirect_opts(void **state)
     dp_nft_pod_opts_init(&base);
     json_t *pod = json_pack("{s:{s:{}}}", "metadata", "annotations");
     json_t *ann = json_object_get(json_object_get(pod, "metadata"), "annotations");
-    na_enrol_redirect_opts(pod, &base, &o);
+    dp_ambient_redirect_opts(pod, &base, &o);
     assert_false(o.dns_capture);
     assert_false(o.bypass_inbound);
     assert_true(o.ipv6);
-    json_object_set_new(ann, NA_ENROL_DNS_ANN, json_string("true"));
-    json_object_set_new(ann, NA_ENROL_BYPASS_ANN, json_string("true"));
-    na_enrol_redirect_opts(pod, &base, &o);
+    json_object_set_new(ann, DP_AMBIENT_DNS_ANN, json_string("true"));
+    json_object_set_new(ann, DP_AMBIENT_BYPASS_IN_ANN, json_string("true"));
+    dp_ambient_redirect_opts(pod, &base, &o);
     assert_true(o.dns_capture);
     assert_true(o.bypass_inbound);
     /* the plugin recorded DNS capture; the annotation can turn it off, junk leaves it */
     base.dns_capture = true;
     base.ipv6 = false;
-    json_object_set_new(ann, NA_ENROL_DNS_ANN, json_string("false"));
-    json_object_set_new(ann, NA_ENROL_BYPASS_ANN, json_string("yes"));
-    na_enrol_redirect_opts(pod, &base, &o);
+    json_object_set_new(ann, DP_AMBIENT_DNS_ANN, json_string("false"));
+    json_object_set_new(ann, DP_AMBIENT_BYPASS_IN_ANN, json_string("yes"));
+    dp_ambient_redirect_opts(pod, &base, &o);
     assert_false(o.dns_capture);
     assert_false(o.bypass_inbound);
     assert_false(o.ipv6);
-    json_object_set_new(ann, NA_ENROL_DNS_ANN, json_string("TRUE"));
-    na_enrol_redirect_opts(pod, &base, &o);
+    json_object_set_new(ann, DP_AMBIENT_DNS_ANN, json_string("TRUE"));
+    dp_ambient_redirect_opts(pod, &base, &o);
     assert_true(o.dns_capture);
     assert_int_equal(o.port_outbound, 15001);
-    na_enrol_redirect_opts(NULL, &base, &o); /* no pod: the base */
+    dp_ambient_redirect_opts(NULL, &base, &o); /* no pod: the base */
     assert_true(o.dns_capture);
     json_decref(pod);
 }
