@@ -1,7 +1,7 @@
 /*
  * netns.h — network namespace helpers: open a netns by path or pid, run a function inside it
- * and come back, create a socket that lives in another netns, and hand netns fds to another
- * process over a unix socket (SCM_RIGHTS).
+ * and come back, create a socket that lives in another netns. To hand a netns fd to another
+ * process over a unix socket (SCM_RIGHTS) use dp_sock_send_fd / dp_sock_recv_fd (sock.h).
  *
  * setns(2) switches the netns of the calling THREAD only. dp_netns_run() switches the calling
  * thread into the target netns, runs the function, and switches back on every path; if the way
@@ -58,21 +58,6 @@ int dp_netns_run(int nsfd, dp_netns_fn *fn, void *arg);
  * SOCK_NONBLOCK; SOCK_CLOEXEC is always added. Returns 0 and a new fd in *ret_fd or -errno.
  */
 int dp_netns_socket(int nsfd, int domain, int type, int protocol, int *ret_fd);
-
-/**
- * Send one message on the connected unix socket `sock` carrying `len` bytes of `data` (at least
- * one byte is always sent: len 0 sends a single NUL) and the fd `fd` as SCM_RIGHTS. The fd stays
- * owned by the caller. Returns 0 or -errno (-EAGAIN on a nonblocking socket that is full).
- */
-int dp_netns_send_fd(int sock, int fd, const void *data, size_t len);
-
-/**
- * Receive one message from `sock` into data[0..cap) with at most one SCM_RIGHTS fd. Messages or
- * control data that were truncated are rejected (-EMSGSIZE, any received fd is closed). Extra fds
- * beyond the first are closed. On success returns 0, the byte count in *ret_len and a new fd in
- * *ret_fd (-1 if the message carried none). 0 bytes on a stream socket = peer closed: -ECONNRESET.
- */
-int dp_netns_recv_fd(int sock, void *data, size_t cap, size_t *ret_len, int *ret_fd);
 
 /**
  * 1 if the netns `nsfd` (borrowed) has address `ip` ("10.1.2.3", "fd00::5"; a "/len" suffix is
