@@ -148,7 +148,7 @@ DEPS_APT := build-essential pkg-config clang clang-tidy clang-format cppcheck va
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnl-3-dev libnl-route-3-dev \
 	libmnl-dev libnftnl-dev nftables libcmocka-dev libnghttp2-dev iproute2 \
 	containernetworking-plugins prometheus libclang-rt-14-dev nghttp2-client nghttp2-server \
-	tcpdump etcd-server openssl curl jq golang-go git
+	tcpdump etcd-server openssl curl jq git python3
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEPS_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
