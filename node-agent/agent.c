@@ -314,6 +314,13 @@ void na_agent_free(struct na_agent *a)
         na_enrol_free(a->enrol);
         na_servers_free(a);
         na_pods_release_all(a);
+        /* the loops stopped mid-flight: an inbound HBONE connection that closed in the last
+         * round deferred its release (hb_srv, pod ref), and dp_loop_free drops pending
+         * defers. Run a few more rounds (threads are joined) so that work completes. */
+        for (unsigned i = 0; i < a->nworkers; i++)
+            for (int round = 0; round < 16; round++)
+                if (dp_loop_run_once(a->workers[i].loop, 0) <= 0)
+                    break;
         for (unsigned i = 0; i < a->nworkers; i++)
             dp_hbone_pool_free(a->workers[i].pool);
         na_workers_free(a->workers, a->nworkers);
