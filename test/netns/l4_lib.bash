@@ -24,9 +24,23 @@ l4_ns() { ip netns exec "$L4-$1" "${@:2}"; }
 
 l4_cleanup() {
     local p
-    for p in "${L4_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    # SIGTERM first so the agents exit through their own shutdown (a sanitizer build then
+    # reports leaks into <node>.log); SIGKILL whatever is still there after 10 s
+    for p in "${L4_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    local deadline=$((SECONDS + 10))
+    for p in "${L4_PIDS[@]}"; do
+        while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+    done
     for p in "${L4_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     for n in a b c n1 n2 n3 br; do ip netns del "$L4-$n" 2>/dev/null; done
+    # a sanitizer build reports at exit (leaks) or aborts: fail the script if any agent did
+    local bad
+    bad=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T_DIR"/*.log 2>/dev/null)
+    if [ -n "$bad" ]; then
+        echo "[  FAILED  ] sanitizer report in: $bad"
+        exit 1
+    fi
     return 0
 }
 
