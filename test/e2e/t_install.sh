@@ -228,10 +228,27 @@ pod_tables >>"$T_LOG"
 # ---------------------------------------------------------------- rolling update keeps capture
 # a restarted DaemonSet pod is an update, not an uninstall: plugin and in-pod rules stay
 tables_before=$(pod_tables | sort)
+n_tables=$(wc -l <<<"$tables_before")
+watch_gaps() { # record any moment the plugin or an in-pod table is missing during the update
+    while [ ! -e "$T_DIR/rollout-done" ]; do
+        local c t
+        c=$(conflists | grep -c '"type": *"ambit-cni"')
+        t=$(pod_tables | wc -l)
+        [ "$c" != "$NUM_NODES" ] && echo "conflist entries: $c"
+        [ "$t" != "$n_tables" ] && echo "in-pod tables: $t"
+        sleep 0.1
+    done >"$T_DIR/rollout-gaps"
+}
+rm -f "$T_DIR/rollout-done"
+watch_gaps &
+watcher=$!
 t_check "rollout restart ambit-cni-node" kubectl -n "$NS" rollout restart ds/ambit-cni-node
 t_check "rollout restart ambit-node" kubectl -n "$NS" rollout restart ds/ambit-node
 t_check "cni rollout completes" kubectl -n "$NS" rollout status ds/ambit-cni-node --timeout="$WAIT"
 t_check "node agent rollout completes" kubectl -n "$NS" rollout status ds/ambit-node --timeout="$WAIT"
+touch "$T_DIR/rollout-done"
+wait "$watcher"
+t_eq "plugin and in-pod rules never went away during the update" "" "$(sort -u "$T_DIR/rollout-gaps" | xargs)"
 t_eq "plugin stayed in every node's conflist across the update" "$NUM_NODES" \
     "$(conflists | grep -c '"type": *"ambit-cni"')"
 t_eq "in-pod rules stayed across the update" "$tables_before" "$(pod_tables | sort)"
