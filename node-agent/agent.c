@@ -17,6 +17,7 @@
 #include "identity.h"
 #include "kube_release.h"
 #include "log.h"
+#include "nft.h"
 #include "opclient.h"
 #include "pod.h"
 #include "servers.h"
@@ -239,9 +240,12 @@ static void on_signal(struct dp_loop *loop, int signo, void *arg)
     /* helm uninstall (our DaemonSet gone) vs rolling update: on uninstall pods go back to plain
      * networking now, instead of keeping rules that point at listeners about to vanish */
     const char *why = NULL;
-    if (dp_kube_daemonset_removed(NULL, 3000, &why) == 1)
+    if (dp_kube_daemonset_removed(NULL, 3000, &why) == 1) {
         dp_info("node", "uninstall: in-pod redirection removed", DP_LS("reason", why),
                 DP_LI("pods", na_pods_remove_redirection(a)));
+        if (a->enrol && getenv("AMBIT_PROBE_SNAT") && !strcmp(getenv("AMBIT_PROBE_SNAT"), "on"))
+            (void)dp_nft_host_remove(); /* the probe SNAT table goes with us */
+    }
     na_pods_stop_listening(a);
     drain_deadline = dp_now_ms() + a->opt.drain_ms;
     dp_timer_init(&drain_timer, on_drain_tick, a);

@@ -959,6 +959,23 @@ int na_enrol_new(struct na_agent *a, struct na_enrol **ret_e)
         *ret_e = NULL;
         return 0;
     }
+    /* host side of enrolment (reference §1.10): the probe SNAT table in this (the node's)
+     * netns, so kubelet probes to enrolled pods arrive from 169.254.7.127 and bypass capture;
+     * the plugin and this loop add each enrolled pod's IPs to its sets.
+     * Only with AMBIT_PROBE_SNAT=on (the node-agent chart sets it): a dev run on a laptop or in a
+     * test must not leave a table in the machine's own netns. */
+    const char *snat = getenv("AMBIT_PROBE_SNAT");
+    if (snat && strcmp(snat, "on") == 0) {
+        struct dp_nft_host_opts hopts;
+        dp_nft_host_opts_init(&hopts);
+        r = dp_nft_host_apply(&hopts);
+        if (r < 0)
+            dp_warn(SCOPE, "cannot install the host probe SNAT table; probes to STRICT pods may "
+                           "fail",
+                    DP_LERR(r));
+        else
+            dp_info(SCOPE, "host probe SNAT table in place", DP_LS("table", DP_NFT_HOST_TABLE));
+    }
     struct na_enrol *e = calloc(1, sizeof(*e));
     if (!e) {
         dp_kube_config_free(cfg);
