@@ -222,8 +222,17 @@ static void h_ready(struct srv *s, const struct dp_http_request *req, struct res
         text(r, 503, atomic_load(&s->a->draining) ? "draining\n" : "not ready\n");
 }
 
+static void h_admin(struct srv *s, const struct dp_http_request *req, struct resp *r);
+
 static void h_metrics(struct srv *s, const struct dp_http_request *req, struct resp *r)
 {
+    /* the metrics port also serves the (key-free) config dump read-only, so `ambitctl
+     * ztunnel-config` can read it through the API server's pod proxy: the admin port is
+     * loopback-only and the API server cannot reach a node's loopback */
+    if (is_get(req) && strcmp(req->path, "/config_dump") == 0) {
+        h_admin(s, req, r);
+        return;
+    }
     if (!is_get(req) ||
         (strcmp(req->path, "/metrics") != 0 && strcmp(req->path, "/stats/prometheus") != 0)) {
         text(r, 404, "not found\n");

@@ -83,6 +83,12 @@ t_match "config_dump shows the server certificate" 'spiffe://cluster.local/ns/l4
 t_expect_fail "config_dump never has a private key" grep -q 'PRIVATE KEY' <<<"$dump"
 t_match "admin port listens on localhost only" '127\.0\.0\.1:15000' "$(l4_ns n2 ss -ltnH)"
 t_expect_fail "admin port not on any other address" bash -c "ip netns exec '$L4-n2' ss -ltnH | grep -q '0.0.0.0:15000'"
+# ambitctl reads the dump through the API server's pod proxy on the metrics port
+dump15020=$(l4_ns n2 curl -sf http://127.0.0.1:15020/config_dump)
+t_match "config_dump also served read-only on the metrics port" 'spiffe://cluster.local/ns/l4/sa/l4-server' "$dump15020"
+t_expect_fail "... without private keys" grep -q 'PRIVATE KEY' <<<"$dump15020"
+t_eq "the metrics port refuses other admin paths" 404 \
+    "$(l4_ns n2 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15020/quitquitquit)"
 
 
 t_end
