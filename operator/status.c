@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kube.h"
 #include "log.h"
 #include "policy.h"
 #include "status.h"
@@ -136,6 +137,43 @@ static void now_str(char *buf, size_t n)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+static bool pod_ready(const json_t *pod)
+{
+    size_t i;
+    json_t *c;
+
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "conditions"), i, c) {
+        const char *type = json_string_value(json_object_get(c, "type"));
+        const char *status = json_string_value(json_object_get(c, "status"));
+
+        if (type && status && strcmp(type, "Ready") == 0)
+            return strcmp(status, "True") == 0;
+    }
+    return false;
+}
+
+/*
+ * A per-node component (the charts' DaemonSets, found by their `app` label in the operator
+ * namespace): desired = nodes, available = its Ready pods. New reference.
+ */
+static json_t *node_component(struct op_ctx *op, const char *name, const char *app)
+{
+    json_int_t desired = (json_int_t)json_object_size(op_nodes(op)), available = 0;
+    const char *k, *ns = op_opts(op)->namespace;
+    json_t *pod;
+
+    json_object_foreach((json_t *)op_pods(op), k, pod) {
+        const char *pns = dp_kube_meta_str(pod, "namespace"), *papp = dp_kube_label(pod, "app");
+
+        if (pns && ns && papp && strcmp(pns, ns) == 0 && strcmp(papp, app) == 0 &&
+            pod_ready(pod))
+            available++;
+    }
+    return json_pack("{s:s,s:s,s:b,s:I,s:I}", "name", name, "version", AMBIT_VERSION, "ready",
+                     desired > 0 && available >= desired, "desired", desired, "available",
+                     available);
+}
+
 static void on_push(struct op_ctx *op, const json_t *events, void *arg)
 {
     struct op_status *st = arg;
@@ -178,6 +216,12 @@ static void on_push(struct op_ctx *op, const json_t *events, void *arg)
                       : "operator informers not synced",
                 "observedGeneration", gen, "lastTransitionTime", now);
 
+        if (status != NULL) {
+            json_t *comps = json_object_get(status, "components");
+
+            json_array_append_new(comps, node_component(op, "nodeAgent", "ambit-node"));
+            json_array_append_new(comps, node_component(op, "cni", "ambit-cni-node"));
+        }
         if (status != NULL)
             write_status(st, &DP_KUBE_RES_MESHES, NULL, k, "install.ambit.dev/v1alpha1", "Mesh",
                          status);

@@ -165,6 +165,12 @@ t_match "kubectl get mesh shows READY True in its printer columns" '^default +am
     "$(kubectl get mesh --no-headers 2>&1)"
 t_eq "Mesh status: operator component ready" "operator=true" \
     "$(kubectl get mesh default -o jsonpath='{range .status.components[?(@.name=="operator")]}{.name}={.ready}{end}')"
+mesh_nodes() {
+    [ "$(kubectl get mesh default -o jsonpath='{range .status.components[?(@.name!="operator")]}{.name}={.ready}/{.desired}/{.available} {end}' | xargs)" = \
+        "nodeAgent=true/$NUM_NODES/$NUM_NODES cni=true/$NUM_NODES/$NUM_NODES" ]
+}
+t_check "Mesh status: nodeAgent and cni ready on all $NUM_NODES nodes (desired/available)" t_wait_for 30 mesh_nodes
+kubectl get mesh default -o jsonpath='{.status}' >>"$T_LOG" 2>&1
 
 # ---------------------------------------------------------------- RBAC least privilege
 sa() { echo "system:serviceaccount:$NS:$1"; }
