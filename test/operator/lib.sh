@@ -9,6 +9,14 @@ op_cleanup() {
         test/operator/bare-apiserver.sh stop "$OP_BARE_DIR"
         rm -rf "$OP_BARE_DIR"
     fi
+    # a sanitizer build reports at exit (leaks) or aborts into the component logs: fail on it
+    # (call op_cleanup after stopping the components)
+    local bad
+    bad=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "${T_DIR:-/nonexistent}"/*.log 2>/dev/null)
+    if [ -n "$bad" ]; then
+        echo "[  FAILED  ] sanitizer report in: $bad"
+        exit 1
+    fi
 }
 
 # op_api_up: use $KUBECONFIG if it answers, else start a bare API server. Exit 77 = skip.
