@@ -138,7 +138,7 @@ test-netns: all
 	@BUILD=$(BUILD) test/lib/run-tests.sh netns $(sort $(wildcard test/netns/*.sh))
 
 # make test: every layer that exists. TEST_LAYERS can be narrowed from the command line.
-TEST_LAYERS ?= unit fuzz apps charts netns cluster operator $(EXTRA_TEST_LAYERS)
+TEST_LAYERS ?= unit fuzz apps charts netns cluster e2e operator $(EXTRA_TEST_LAYERS)
 test: all $(TEST_BINS) $(if $(filter fuzz,$(TEST_LAYERS)),$(FUZZ_BINS))
 	@BUILD=$(BUILD) FUZZ_BINS="$(FUZZ_BINS)" TEST_BINS="$(TEST_BINS)" \
 	    test/lib/run-all.sh $(TEST_LAYERS)
