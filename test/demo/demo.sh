@@ -260,7 +260,7 @@ up() {
   ip netns exec $P-n1 curl -s localhost:15000/config_dump | jq .       # what node-1's agent knows
   ip netns exec $P-n2 curl -s localhost:15020/metrics                  # node-2's metrics
   tail -f $D/logs/agent-1.log            # access logs
-  make demo-down                         # remove everything
+  make demo-netns-down                   # remove everything
 EOF
 }
 
