@@ -42,6 +42,14 @@ cni_cleanup() {
     done
     ip link del "$CNI_BRIDGE" 2>/dev/null
     wait 2>/dev/null
+    # a sanitizer build reports at exit (leaks) or aborts into these: fail the script on it
+    local bad
+    bad=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$CNI_DIR"/agent.out \
+        "$CNI_DIR"/plugins.stderr "$CNI_DIR"/*.log 2>/dev/null)
+    if [ -n "$bad" ]; then
+        echo "[  FAILED  ] sanitizer report in: $bad (kept $CNI_DIR)"
+        exit 1
+    fi
     [ -n "${CNI_KEEP:-}" ] || rm -rf "$CNI_DIR"
 }
 
