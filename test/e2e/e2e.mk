@@ -3,4 +3,4 @@
 
 # t_install.sh brings the cluster up when it is not running, and down again if it did
 test-e2e:
-	@BUILD=$(BUILD) test/lib/run-tests.sh e2e test/e2e/t_install.sh
+	@BUILD=$(BUILD) test/lib/run-tests.sh e2e test/e2e/t_install.sh test/e2e/t_walkthrough.sh

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# t_walkthrough.sh — the L4 half of WALKTHROUGH.md against the local cluster, with assertions:
+#   B4   Bookinfo (productpage, details, reviews v1-v3, ratings) and bar/curl answer without a mesh
+#   C6   `kubectl label namespace bookinfo istio.io/dataplane-mode=ambient`: every pod enrolled
+#        (annotation, in-pod rules) with no restart (same UIDs and restart counts)
+#        and the wire between the nodes carries only HBONE (15008), never the app's plaintext
+#   C7   ambitctl ztunnel-config workloads lists the bookinfo pods with PROTOCOL HBONE;
+#        certificates lists their SPIFFE identities
+#   C8   access logs carry both SPIFFE identities; istio_tcp_connections_opened_total with
+#        connection_security_policy="mutual_tls" grows
+#   E17  PeerAuthentication STRICT: bar/curl exits 56 (connection reset), meshed traffic works
+#   E18  L4 AuthorizationPolicy on app=productpage allowing one principal: that client gets in,
+#        a meshed client with another identity and bar/curl are refused
+#   C6'  removing the label takes the pods out again, without restarts
+# The mesh is installed with the charts (as t_install.sh does) and uninstalled at the end.
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+. "$REPO/test/lib/testlib.sh"
+CL=$REPO/test/cluster/cluster.sh
+BIN=$REPO/${BUILD:-build}/bin
+NS=istio-system
+WAIT=${E2E_WAIT:-90s}
+
+t_begin e2e-walkthrough
+for b in ambit-operator ambit-node ambit-cni ambitctl; do
+    if [ ! -x "$BIN/$b" ]; then
+        t_fail "binaries built" "$BIN/$b missing (run make all first)"
+        t_end
+        exit 1
+    fi
+done
+exec 9>/tmp/ambit-e2e-install.lock
+flock -w 600 9 || { t_fail "e2e lock" "held by another e2e script"; t_end; exit 1; }
+
+started=0
+if ! "$CL" status >/dev/null 2>&1; then
+    if "$CL" up >>"$T_LOG" 2>&1; then started=1; else
+        t_fail "cluster up" "see $T_LOG"
+        t_end
+        exit 1
+    fi
+fi
+eval "$("$CL" env)"
+. "$REPO/test/cluster/config.sh"
+MAP=$RUN/images.map
+sfx=$(printf '%04x' $((RANDOM % 65536)))
+HUB=ambit-e2e-$sfx.local/ambit
+BI=bookinfo-$sfx   # application namespaces of this run
+BAR=bar-$sfx
+CLI=client-$sfx
+RELEASES=(ambit-base istiod ambit-cni ambit-node)
+
+map_images() {
+    local tmp=$MAP.e2e-$sfx
+    {
+        for b in ambit-operator ambit-node ambit-cni; do echo "$HUB/$b:* $BIN/$b # e2e-$sfx"; done
+        echo "ambit/bookinfo:* $REPO/test/apps/bookinfo.py # e2e-$sfx"
+        cat "$MAP"
+    } >"$tmp" && mv "$tmp" "$MAP"
+}
+unmap_images() {
+    [ -f "$MAP" ] || return 0
+    local tmp=$MAP.e2e-$sfx
+    grep -v " # e2e-$sfx\$" "$MAP" >"$tmp" && mv "$tmp" "$MAP"
+}
+cleanup() {
+    [ -n "${CAP_PID:-}" ] && kill "$CAP_PID" 2>/dev/null
+    kubectl delete ns "$BI" "$BAR" "$CLI" --wait=false >/dev/null 2>&1
+    local i
+    for ((i = ${#RELEASES[@]} - 1; i >= 0; i--)); do
+        helm uninstall "${RELEASES[$i]}" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
+    done
+    kubectl delete ns "$NS" --wait=false >/dev/null 2>&1
+    unmap_images
+    if [ "$started" = 1 ] && [ -z "${AMBIT_CLUSTER_KEEP:-}" ]; then "$CL" down >/dev/null 2>&1; fi
+}
+trap cleanup EXIT
+if kubectl get ns "$NS" >/dev/null 2>&1; then
+    t_fail "cluster has no mesh installed yet" "namespace $NS exists; not touching it"
+    trap - EXIT
+    t_end
+    exit 1
+fi
+map_images
+
+all_ready() {
+    local s
+    s=$(kubectl -n "$1" get pods -o jsonpath='{range .items[*]}{.status.phase}/{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null)
+    [ -n "$s" ] && [ -z "$(tr ' ' '\n' <<<"$s" | grep -v '^Running/True$' | grep .)" ]
+}
+annotations() { kubectl -n "$BI" get pods -o jsonpath='{range .items[*]}{.metadata.annotations.ambient\.istio\.io/redirection}{"\n"}{end}'; }
+all_enrolled() { [ "$(annotations | grep -c '^enabled$')" = 6 ]; }
+none_enrolled() { [ "$(annotations | grep -c enabled)" = 0 ]; }
+pods_state() { kubectl -n "$BI" get pods -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].restartCount}{"\n"}{end}' | sort; }
+pod_of() { kubectl -n "$1" get pods -l "$2" -o jsonpath='{.items[0].metadata.name}'; }
+# http code of a curl run inside a pod (exec: the host's curl in the pod's netns)
+code_from() { # <ns> <pod> <url>
+    kubectl -n "$1" exec "$2" -- curl -s -m 5 -o /dev/null -w '%{http_code}' "$3" 2>>"$T_LOG"
+}
+exit_from() { # <ns> <pod> <url> -> curl's exit code
+    kubectl -n "$1" exec "$2" -- curl -s -m 5 -o /dev/null "$3" >>"$T_LOG" 2>&1
+    echo $?
+}
+code_200() { [ "$(code_from "$@")" = 200 ]; }
+metric_mtls() { # sum of istio_tcp_connections_opened_total{connection_security_policy="mutual_tls"}
+    local p total=0 v
+    for p in $(kubectl -n "$NS" get pods -l app=ambit-node -o jsonpath='{.items[*].metadata.name}'); do
+        v=$(kubectl get --raw "/api/v1/namespaces/$NS/pods/$p:15020/proxy/stats/prometheus" 2>/dev/null |
+            grep '^istio_tcp_connections_opened_total{' | grep 'connection_security_policy="mutual_tls"' |
+            awk '{s += $NF} END {print s + 0}')
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# ---------------------------------------------------------------- install (A1-A2)
+t_check "install: base, control-plane, cni, node-agent" bash -c "
+    helm install ambit-base '$REPO/charts/base' -n $NS --create-namespace --wait --timeout $WAIT &&
+    helm install istiod '$REPO/charts/control-plane' -n $NS --set profile=ambient --set image.repository=$HUB/ambit-operator --wait --timeout $WAIT &&
+    helm install ambit-cni '$REPO/charts/cni' -n $NS --set image.repository=$HUB/ambit-cni --wait --timeout $WAIT &&
+    helm install ambit-node '$REPO/charts/node-agent' -n $NS --set image.repository=$HUB/ambit-node --wait --timeout $WAIT" \
+    >>"$T_LOG" 2>&1
+t_check "mesh pods Ready" t_wait_for 60 all_ready "$NS"
+
+# ---------------------------------------------------------------- B4: the apps, no mesh yet
+for n in "$BI" "$BAR" "$CLI"; do kubectl create ns "$n" >>"$T_LOG" 2>&1; done
+kubectl -n "$BI" apply -f "$REPO/test/apps/bookinfo.yaml" >>"$T_LOG" 2>&1
+kubectl -n "$BAR" apply -f "$REPO/test/apps/curl.yaml" >>"$T_LOG" 2>&1
+kubectl -n "$CLI" apply -f "$REPO/test/apps/curl.yaml" >>"$T_LOG" 2>&1
+kubectl label ns "$CLI" istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
+t_check "B4: bookinfo pods Ready" t_wait_for 120 all_ready "$BI"
+t_check "B4: curl pods Ready" bash -c "$(declare -f all_ready t_wait_for); t_wait_for 60 all_ready $BAR && t_wait_for 60 all_ready $CLI"
+BARC=$(pod_of "$BAR" app=curl)
+CLIC=$(pod_of "$CLI" app=curl)
+PP=$(pod_of "$BI" app=productpage)
+RT=$(pod_of "$BI" app=ratings)
+URL=http://productpage.$BI:9080/productpage
+t_check "B4: bar/curl -> productpage 200 (no mesh)" t_wait_for 30 code_200 "$BAR" "$BARC" "$URL"
+page=$(kubectl -n "$BAR" exec "$BARC" -- curl -s -m 10 "$URL" 2>>"$T_LOG")
+t_match "B4: the page shows details and reviews" 'William Shakespeare.*Reviews served by' "$(tr -d '\n' <<<"$page")"
+
+# ---------------------------------------------------------------- C6: join the mesh
+before=$(pods_state)
+kubectl label ns "$BI" istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
+t_check "C6: every bookinfo pod enrolled (ambient.istio.io/redirection=enabled)" t_wait_for 60 all_enrolled
+t_eq "C6: no pod restarted or replaced (same UIDs and restart counts)" "$before" "$(pods_state)"
+ppns=$(ip netns list | awk '{print $1}' | grep -E "^${NS_PREFIX}n[0-9]+-$(kubectl -n "$BI" get pod "$PP" -o jsonpath='{.metadata.uid}' | cut -c1-8)" | head -1)
+t_match "C6: redirection rules inside productpage's netns" 'redirect to :15001' \
+    "$(ip netns exec "$ppns" nft list table inet ambit 2>&1)"
+
+# the wire between the nodes while productpage (and its calls to reviews/details) is used
+cpns=${NS_PREFIX}cp
+ip netns exec "$cpns" tcpdump -i any -nn -s 0 -U -w "$T_DIR/wire.pcap" 'tcp and not port 16443' >>"$T_LOG" 2>&1 &
+CAP_PID=$!
+sleep 1
+m0=$(metric_mtls)
+ok=0
+for i in 1 2 3 4 5 6; do [ "$(code_from "$CLI" "$CLIC" "$URL")" = 200 ] && ok=$((ok + 1)); done
+t_eq "C6: meshed client -> productpage over HBONE: 6/6 answered" 6 "$ok"
+sleep 1
+kill -INT "$CAP_PID" 2>/dev/null
+wait "$CAP_PID" 2>/dev/null
+CAP_PID=
+hbone=$( (tcpdump -nn -r "$T_DIR/wire.pcap" 'tcp port 15008' 2>/dev/null || true) | wc -l)
+app=$( (tcpdump -nn -r "$T_DIR/wire.pcap" 'tcp port 9080' 2>/dev/null || true) | wc -l)
+plain=$( (tcpdump -nn -A -r "$T_DIR/wire.pcap" 2>/dev/null || true) | grep -c 'GET /reviews\|GET /details\|Simple Bookstore')
+t_match "C6: HBONE (15008) between the nodes" '^[1-9]' "$hbone"
+t_eq "C6: no app-port (9080) packets between the nodes" 0 "$app"
+t_eq "C6: no plaintext HTTP between the nodes" 0 "$plain"
+
+# ---------------------------------------------------------------- C7, C8: evidence
+wl=$("$BIN/ambitctl" ztunnel-config workloads 2>&1)
+echo "$wl" >>"$T_LOG"
+t_eq "C7: ambitctl lists the 6 bookinfo pods with PROTOCOL HBONE" 6 "$(grep -c "^$BI .* HBONE *\$" <<<"$wl")"
+t_match "C7: workloads columns" '^NAMESPACE +POD NAME +ADDRESS +NODE +WAYPOINT +PROTOCOL' "$wl"
+t_match "C7: the non-mesh curl is TCP" "^$BAR +curl-.* TCP *\$" "$wl"
+certs=$("$BIN/ambitctl" ztunnel-config certificates 2>&1)
+t_match "C7: certificates lists productpage's identity, valid" \
+    "spiffe://cluster.local/ns/$BI/sa/bookinfo-productpage +Leaf +Available +true" "$certs"
+logs=$(kubectl -n "$NS" logs -l app=ambit-node --tail=-1 2>&1)
+t_match "C8: access log with both SPIFFE identities" \
+    "scope=access .*src.identity=spiffe://cluster.local/ns/$BI/sa/bookinfo-productpage .*dst.identity=spiffe://cluster.local/ns/$BI/sa/bookinfo-(reviews|details)" "$logs"
+m1=$(metric_mtls)
+t_check "C8: istio_tcp_connections_opened_total{mutual_tls} grew ($m0 -> $m1)" test "$m1" -gt "$m0"
+
+# ---------------------------------------------------------------- E17: STRICT
+cat <<EOF | kubectl apply -f - >>"$T_LOG" 2>&1
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: $BI}
+spec: {mtls: {mode: STRICT}}
+EOF
+strict_reset() { [ "$(exit_from "$BAR" "$BARC" "$URL")" = 56 ]; }
+t_check "E17: STRICT: bar/curl is reset (curl exit 56)" t_wait_for 20 strict_reset
+t_eq "E17: STRICT: again exit 56" 56 "$(exit_from "$BAR" "$BARC" "$URL")"
+t_eq "E17: STRICT: meshed client still 200" 200 "$(code_from "$CLI" "$CLIC" "$URL")"
+kubectl -n "$BI" delete peerauthentication default >>"$T_LOG" 2>&1
+t_check "E17: without STRICT bar/curl gets in again" t_wait_for 20 code_200 "$BAR" "$BARC" "$URL"
+
+# ---------------------------------------------------------------- E18: L4 AuthorizationPolicy
+cat <<EOF | kubectl apply -f - >>"$T_LOG" 2>&1
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: productpage-viewer, namespace: $BI}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/$CLI/sa/curl"]}
+EOF
+other_denied() { [ "$(exit_from "$BI" "$RT" "$URL")" != 0 ]; }
+t_check "E18: a meshed client with another identity (ratings) is refused" t_wait_for 20 other_denied
+t_eq "E18: the allowed principal ($CLI/curl) gets 200" 200 "$(code_from "$CLI" "$CLIC" "$URL")"
+t_check "E18: bar/curl (no identity) is refused" bash -c "[ \$(kubectl -n $BAR exec $BARC -- curl -s -m 5 -o /dev/null $URL >/dev/null 2>&1; echo \$?) != 0 ]"
+t_match "E18: the refusal is logged with the policy" "policy rejection|allow policies exist, but none allowed" \
+    "$(kubectl -n "$NS" logs -l app=ambit-node --tail=200 2>&1)"
+kubectl -n "$BI" delete authorizationpolicy productpage-viewer >>"$T_LOG" 2>&1
+t_check "E18: policy deleted: ratings gets in again" t_wait_for 20 code_200 "$BI" "$RT" "$URL"
+
+# ---------------------------------------------------------------- C6': leave the mesh
+before=$(pods_state)
+kubectl label ns "$BI" istio.io/dataplane-mode- >>"$T_LOG" 2>&1
+t_check "C6': label removed: annotations gone" t_wait_for 60 none_enrolled
+t_check "C6': label removed: no redirection table in productpage's netns" \
+    t_wait_for 30 bash -c "! ip netns exec $ppns nft list table inet ambit"
+t_eq "C6': no pod restarted" "$before" "$(pods_state)"
+t_eq "C6': bar/curl -> productpage 200 (plain again)" 200 "$(code_from "$BAR" "$BARC" "$URL")"
+t_end
