@@ -1,5 +1,6 @@
 # test/e2e: the user's walkthrough against the local cluster (see test/e2e/README.md).
-.PHONY: test-e2e
+.PHONY: test-e2e e2e
+e2e: test-e2e
 
 # t_install.sh brings the cluster up when it is not running, and down again if it did
 test-e2e:

@@ -12,6 +12,8 @@
 #   E18  L4 AuthorizationPolicy on app=productpage allowing one principal: that client gets in,
 #        a meshed client with another identity and bar/curl are refused
 #   C6'  removing the label takes the pods out again, without restarts
+#   E21  a `cacerts` Secret (root + intermediate from `ambitctl x ca`) created before the install:
+#        workload certificates chain to that root (openssl verify), the published root is it
 # The mesh is installed with the charts (as t_install.sh does) and uninstalled at the end.
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -114,6 +116,15 @@ metric_mtls() { # sum of istio_tcp_connections_opened_total{connection_security_
     echo "$total"
 }
 
+# ---------------------------------------------------------------- E21: plug-in CA before install
+CA=$T_DIR/ca
+t_check "E21: ambitctl x ca root + intermediate" bash -c "
+    '$BIN/ambitctl' x ca root --dir '$CA' && '$BIN/ambitctl' x ca intermediate --root-dir '$CA' --out '$CA/cluster1'"
+t_check "E21: Secret cacerts in $NS before the install" bash -c "
+    kubectl create ns $NS && kubectl create secret generic cacerts -n $NS \
+        --from-file='$CA/cluster1/ca-cert.pem' --from-file='$CA/cluster1/ca-key.pem' \
+        --from-file='$CA/cluster1/root-cert.pem' --from-file='$CA/cluster1/cert-chain.pem'"
+
 # ---------------------------------------------------------------- install (A1-A2)
 t_check "install: base, control-plane, cni, node-agent" bash -c "
     helm install ambit-base '$REPO/charts/base' -n $NS --create-namespace --wait --timeout $WAIT &&
@@ -178,6 +189,20 @@ t_match "C7: the non-mesh curl is TCP" "^$BAR +curl-.* TCP *\$" "$wl"
 certs=$("$BIN/ambitctl" ztunnel-config certificates 2>&1)
 t_match "C7: certificates lists productpage's identity, valid" \
     "spiffe://cluster.local/ns/$BI/sa/bookinfo-productpage +Leaf +Available +true" "$certs"
+# E21: the certificate productpage's node agent holds chains to the plug-in root
+ppnode=$(kubectl -n "$BI" get pod "$PP" -o jsonpath='{.spec.nodeName}')
+agent=$(kubectl -n "$NS" get pods -l app=ambit-node --field-selector "spec.nodeName=$ppnode" -o jsonpath='{.items[0].metadata.name}')
+kubectl get --raw "/api/v1/namespaces/$NS/pods/$agent:15020/proxy/config_dump" >"$T_DIR/dump.json" 2>>"$T_LOG"
+jq -r --arg id "spiffe://cluster.local/ns/$BI/sa/bookinfo-productpage" \
+    '.certificates[] | select(.identity == $id) | .certChain[0].pem' "$T_DIR/dump.json" >"$T_DIR/leaf.pem" 2>>"$T_LOG"
+t_check "E21: productpage's leaf verifies against the plug-in root (via the intermediate)" \
+    openssl verify -CAfile "$CA/root-cert.pem" -untrusted "$CA/cluster1/ca-cert.pem" "$T_DIR/leaf.pem"
+"$BIN/ambitctl" x ca root --dir "$T_DIR/other-ca" --bits 2048 >>"$T_LOG" 2>&1
+t_expect_fail "E21: ... and not against another root" \
+    openssl verify -CAfile "$T_DIR/other-ca/root-cert.pem" -untrusted "$CA/cluster1/ca-cert.pem" "$T_DIR/leaf.pem"
+t_eq "E21: istio-ca-root-cert in $BI is the plug-in root" \
+    "$(openssl x509 -in "$CA/root-cert.pem" -noout -fingerprint -sha256)" \
+    "$(kubectl -n "$BI" get configmap istio-ca-root-cert -o jsonpath='{.data.root-cert\.pem}' | openssl x509 -noout -fingerprint -sha256 2>&1)"
 logs=$(kubectl -n "$NS" logs -l app=ambit-node --tail=-1 2>&1)
 t_match "C8: access log with both SPIFFE identities" \
     "scope=access .*src.identity=spiffe://cluster.local/ns/$BI/sa/bookinfo-productpage .*dst.identity=spiffe://cluster.local/ns/$BI/sa/bookinfo-(reviews|details)" "$logs"
