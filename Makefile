@@ -41,6 +41,9 @@ LDLIBS := $(PKG_LIBS) -lpthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
 LDFLAGS += -fsanitize=$(SANITIZE)
+# test runs of sanitized binaries: leaks count, and reports carry stacks
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 endif
 DEPFLAGS = -MMD -MP
 
