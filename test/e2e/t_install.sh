@@ -11,89 +11,18 @@
 # installs with image.repository set to it. It builds nothing (make test builds first).
 # Brings the cluster up if needed, down again if it did (AMBIT_CLUSTER_KEEP=1 keeps it).
 set -u
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-# shellcheck source=../lib/testlib.sh
-. "$REPO/test/lib/testlib.sh"
-CL=$REPO/test/cluster/cluster.sh
-BIN=$REPO/${BUILD:-build}/bin
-NS=istio-system
-WAIT=${E2E_WAIT:-90s}
-
-t_begin e2e-install
-
-for b in ambit-operator ambit-node ambit-cni; do
-    if [ ! -x "$BIN/$b" ]; then
-        t_fail "binaries built" "$BIN/$b missing (run make all first)"
-        t_end
-        exit 1
-    fi
-done
-
-# one install of the mesh at a time on the shared cluster (istio-system is a singleton)
-exec 9>/tmp/ambit-e2e-install.lock
-if ! flock -w 600 9; then
-    t_fail "e2e lock" "another t_install.sh holds /tmp/ambit-e2e-install.lock"
-    t_end
-    exit 1
-fi
-
-started=0
-if ! "$CL" status >/dev/null 2>&1; then
-    t0=$SECONDS
-    if "$CL" up >>"$T_LOG" 2>&1; then
-        t_pass "cluster up ($((SECONDS - t0))s)"
-        started=1
-    else
-        t_fail "cluster up" "see $T_LOG and /var/lib/ambit-cluster/logs"
-        tail -40 "$T_LOG"
-        "$CL" down >/dev/null 2>&1
-        t_end
-        exit 1
-    fi
-fi
-eval "$("$CL" env)"
-. "$REPO/test/cluster/config.sh"
-MAP=$RUN/images.map
-
-sfx=$(printf '%04x' $((RANDOM % 65536)))
-HUB=ambit-e2e-$sfx.local/ambit
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
+e2e_setup e2e-install
 NS_APP=e2e-app-$sfx
 NS_PLAIN=e2e-plain-$sfx
-RELEASES=(ambit-base istiod ambit-cni ambit-node) # install order; uninstall is the reverse
-
-map_images() { # prepend this run's prefix -> this worktree's binaries (first match wins)
-    local tmp=$MAP.e2e-$sfx
-    {
-        for b in ambit-operator ambit-node ambit-cni; do echo "$HUB/$b:* $BIN/$b # e2e-$sfx"; done
-        cat "$MAP"
-    } >"$tmp" && mv "$tmp" "$MAP"
-}
-unmap_images() {
-    [ -f "$MAP" ] || return 0
-    local tmp=$MAP.e2e-$sfx
-    grep -v " # e2e-$sfx\$" "$MAP" >"$tmp" && mv "$tmp" "$MAP"
-}
 
 cleanup() {
     kubectl delete ns "$NS_APP" "$NS_PLAIN" --wait=false >/dev/null 2>&1
-    local i
-    for ((i = ${#RELEASES[@]} - 1; i >= 0; i--)); do
-        helm uninstall "${RELEASES[$i]}" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
-    done
-    unmap_images
-    if [ "$started" = 1 ] && [ -z "${AMBIT_CLUSTER_KEEP:-}" ]; then "$CL" down >/dev/null 2>&1; fi
+    e2e_teardown
 }
 trap cleanup EXIT
-
-if helm status ambit-base -n "$NS" >/dev/null 2>&1 || kubectl get ns "$NS" >/dev/null 2>&1; then
-    t_fail "cluster has no mesh installed yet" "namespace $NS or release ambit-base exists; not touching it"
-    trap - EXIT
-    unmap_images
-    t_end
-    exit 1
-fi
-map_images
+e2e_require_no_mesh
+e2e_map_images
 
 conflists() { cat "$RUN"/nodes/node*/root/etc/cni/net.d/*.conflist 2>/dev/null; }
 node_tables() { # nftables tables in every node netns, minus kube-proxy's
@@ -107,11 +36,6 @@ pod_tables() { # nftables tables in every pod netns
     for n in $(ip netns list | awk '{print $1}' | grep -E "^${NS_PREFIX}n[0-9]+-"); do
         ip netns exec "$n" nft list tables 2>/dev/null | sed "s/^/$n: /"
     done
-}
-all_ready() { # every pod of the namespace Running and Ready, at least one
-    local s
-    s=$(kubectl -n "$1" get pods -o jsonpath='{range .items[*]}{.status.phase}/{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null)
-    [ -n "$s" ] && [ -z "$(tr ' ' '\n' <<<"$s" | grep -v '^Running/True$' | grep .)" ]
 }
 curl_from() { # curl_from <ns> <pod> <url> -> http code (retries: kube-proxy / config propagation)
     local code i

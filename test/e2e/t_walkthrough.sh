@@ -16,81 +16,22 @@
 #        workload certificates chain to that root (openssl verify), the published root is it
 # The mesh is installed with the charts (as t_install.sh does) and uninstalled at the end.
 set -u
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-. "$REPO/test/lib/testlib.sh"
-CL=$REPO/test/cluster/cluster.sh
-BIN=$REPO/${BUILD:-build}/bin
-NS=istio-system
-WAIT=${E2E_WAIT:-90s}
-
-t_begin e2e-walkthrough
-for b in ambit-operator ambit-node ambit-cni ambitctl; do
-    if [ ! -x "$BIN/$b" ]; then
-        t_fail "binaries built" "$BIN/$b missing (run make all first)"
-        t_end
-        exit 1
-    fi
-done
-exec 9>/tmp/ambit-e2e-install.lock
-flock -w 600 9 || { t_fail "e2e lock" "held by another e2e script"; t_end; exit 1; }
-
-started=0
-if ! "$CL" status >/dev/null 2>&1; then
-    if "$CL" up >>"$T_LOG" 2>&1; then started=1; else
-        t_fail "cluster up" "see $T_LOG"
-        t_end
-        exit 1
-    fi
-fi
-eval "$("$CL" env)"
-. "$REPO/test/cluster/config.sh"
-MAP=$RUN/images.map
-sfx=$(printf '%04x' $((RANDOM % 65536)))
-HUB=ambit-e2e-$sfx.local/ambit
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
+e2e_setup e2e-walkthrough
 BI=bookinfo-$sfx   # application namespaces of this run
 BAR=bar-$sfx
 CLI=client-$sfx
-RELEASES=(ambit-base istiod ambit-cni ambit-node)
 
-map_images() {
-    local tmp=$MAP.e2e-$sfx
-    {
-        for b in ambit-operator ambit-node ambit-cni; do echo "$HUB/$b:* $BIN/$b # e2e-$sfx"; done
-        echo "ambit/bookinfo:* $REPO/test/apps/bookinfo.py # e2e-$sfx"
-        cat "$MAP"
-    } >"$tmp" && mv "$tmp" "$MAP"
-}
-unmap_images() {
-    [ -f "$MAP" ] || return 0
-    local tmp=$MAP.e2e-$sfx
-    grep -v " # e2e-$sfx\$" "$MAP" >"$tmp" && mv "$tmp" "$MAP"
-}
 cleanup() {
     [ -n "${CAP_PID:-}" ] && kill "$CAP_PID" 2>/dev/null
     kubectl delete ns "$BI" "$BAR" "$CLI" --wait=false >/dev/null 2>&1
-    local i
-    for ((i = ${#RELEASES[@]} - 1; i >= 0; i--)); do
-        helm uninstall "${RELEASES[$i]}" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
-    done
+    e2e_teardown
     kubectl delete ns "$NS" --wait=false >/dev/null 2>&1
-    unmap_images
-    if [ "$started" = 1 ] && [ -z "${AMBIT_CLUSTER_KEEP:-}" ]; then "$CL" down >/dev/null 2>&1; fi
 }
 trap cleanup EXIT
-if kubectl get ns "$NS" >/dev/null 2>&1; then
-    t_fail "cluster has no mesh installed yet" "namespace $NS exists; not touching it"
-    trap - EXIT
-    t_end
-    exit 1
-fi
-map_images
+e2e_require_no_mesh
+e2e_map_images
 
-all_ready() {
-    local s
-    s=$(kubectl -n "$1" get pods -o jsonpath='{range .items[*]}{.status.phase}/{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null)
-    [ -n "$s" ] && [ -z "$(tr ' ' '\n' <<<"$s" | grep -v '^Running/True$' | grep .)" ]
-}
 annotations() { kubectl -n "$BI" get pods -o jsonpath='{range .items[*]}{.metadata.annotations.ambient\.istio\.io/redirection}{"\n"}{end}'; }
 all_enrolled() { [ "$(annotations | grep -c '^enabled$')" = 6 ]; }
 none_enrolled() { [ "$(annotations | grep -c enabled)" = 0 ]; }
@@ -126,12 +67,7 @@ t_check "E21: Secret cacerts in $NS before the install" bash -c "
         --from-file='$CA/cluster1/root-cert.pem' --from-file='$CA/cluster1/cert-chain.pem'"
 
 # ---------------------------------------------------------------- install (A1-A2)
-t_check "install: base, control-plane, cni, node-agent" bash -c "
-    helm install ambit-base '$REPO/charts/base' -n $NS --create-namespace --wait --timeout $WAIT &&
-    helm install istiod '$REPO/charts/control-plane' -n $NS --set profile=ambient --set image.repository=$HUB/ambit-operator --wait --timeout $WAIT &&
-    helm install ambit-cni '$REPO/charts/cni' -n $NS --set image.repository=$HUB/ambit-cni --wait --timeout $WAIT &&
-    helm install ambit-node '$REPO/charts/node-agent' -n $NS --set image.repository=$HUB/ambit-node --wait --timeout $WAIT" \
-    >>"$T_LOG" 2>&1
+t_check "install: base, control-plane, cni, node-agent" e2e_install_mesh
 t_check "mesh pods Ready" t_wait_for 60 all_ready "$NS"
 
 # ---------------------------------------------------------------- B4: the apps, no mesh yet
@@ -156,6 +92,7 @@ before=$(pods_state)
 kubectl label ns "$BI" istio.io/dataplane-mode=ambient >>"$T_LOG" 2>&1
 t_check "C6: every bookinfo pod enrolled (ambient.istio.io/redirection=enabled)" t_wait_for 60 all_enrolled
 t_eq "C6: no pod restarted or replaced (same UIDs and restart counts)" "$before" "$(pods_state)"
+ppns_node=$(kubectl -n "$BI" get pod "$PP" -o jsonpath='{.spec.nodeName}' | sed 's/[^0-9]//g')
 ppns=$(ip netns list | awk '{print $1}' | grep -E "^${NS_PREFIX}n[0-9]+-$(kubectl -n "$BI" get pod "$PP" -o jsonpath='{.metadata.uid}' | cut -c1-8)" | head -1)
 t_match "C6: redirection rules inside productpage's netns" 'redirect to :15001' \
     "$(ip netns exec "$ppns" nft list table inet ambit 2>&1)"
@@ -220,6 +157,13 @@ strict_reset() { [ "$(exit_from "$BAR" "$BARC" "$URL")" = 56 ]; }
 t_check "E17: STRICT: bar/curl is reset (curl exit 56)" t_wait_for 20 strict_reset
 t_eq "E17: STRICT: again exit 56" 56 "$(exit_from "$BAR" "$BARC" "$URL")"
 t_eq "E17: STRICT: meshed client still 200" 200 "$(code_from "$CLI" "$CLIC" "$URL")"
+# kubelet (here: the node runner) probes keep working under STRICT: the node agent's host table
+# SNATs them to 169.254.7.127, which the in-pod rules let through uncaptured
+t_match "E17: productpage's IP is in the node's probe set (inet ambit-host)" \
+    "$(kubectl -n "$BI" get pod "$PP" -o jsonpath='{.status.podIP}' | sed 's/\./\\./g')" \
+    "$(ip netns exec "$(node_ns "${ppns_node:-1}")" nft list table inet ambit-host 2>&1)"
+sleep 6 # three readiness periods of the sample apps
+t_check "E17: STRICT: every bookinfo pod still Ready (probes bypass capture)" all_ready "$BI"
 kubectl -n "$BI" delete peerauthentication default >>"$T_LOG" 2>&1
 t_check "E17: without STRICT bar/curl gets in again" t_wait_for 20 code_200 "$BAR" "$BARC" "$URL"
 
