@@ -30,14 +30,16 @@ endif
 FUZZCC ?= clang
 
 PKGS := jansson yaml-0.1 libcurl openssl libnghttp2 libmnl libnftnl libnl-3.0 libnl-route-3.0
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+# Recursively expanded on purpose: `make deps test` on a fresh machine installs the -dev packages
+# in the same make run, so pkg-config must be asked when a recipe runs, not when make starts.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Werror
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARN) -fno-strict-aliasing -iquote . -iquote dataplane $(PKG_CFLAGS)
-LDLIBS := $(PKG_LIBS) -lpthread -lm
+LDLIBS = $(PKG_LIBS) -lpthread -lm
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -89,7 +91,7 @@ define TEST_RULES
 $(call test_bin,$1): $(BUILD)/obj/$(basename $1).o $(if $(filter dataplane/%,$1),,$(call dir_objs,$(patsubst %/tests/,%,$(dir $1)))) $(LIBAMBIT)
 	@mkdir -p $$(@D)
 	$$(call msg,LD,$$@)
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $(CMOCKA_LIBS) $$(shell cat $(basename $1).ldflags 2>/dev/null)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(CMOCKA_LIBS) $$(shell cat $(basename $1).ldflags 2>/dev/null)
 endef
 $(foreach t,$(TEST_SRCS),$(eval $(call TEST_RULES,$t)))
 
@@ -110,7 +112,7 @@ tests: $(TEST_BINS)
 
 # ---------------------------------------------------------------- fuzzing (clang libFuzzer)
 FUZZ_BUILD := build/fuzz
-FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -iquote . -iquote dataplane $(PKG_CFLAGS) -fno-omit-frame-pointer
+FUZZ_CFLAGS = -g -O1 -std=gnu11 -D_GNU_SOURCE -iquote . -iquote dataplane $(PKG_CFLAGS) -fno-omit-frame-pointer
 FUZZ_SRCS := $(foreach d,$(TEST_DIRS),$(wildcard $d/fuzz/fuzz_*.c))
 fuzz_bin = $(FUZZ_BUILD)/bin/$(subst /fuzz/,-,$(basename $1))
 FUZZ_BINS := $(foreach f,$(FUZZ_SRCS),$(call fuzz_bin,$f))
@@ -119,7 +121,7 @@ define FUZZ_RULES
 $(call fuzz_bin,$1): $(FUZZ_BUILD)/obj/$(basename $1).o $(if $(filter dataplane/%,$1),,$(patsubst $(BUILD)/obj/%,$(FUZZ_BUILD)/obj/%,$(call dir_objs,$(patsubst %/fuzz/,%,$(dir $1))))) $(FUZZ_DP_OBJS)
 	@mkdir -p $$(@D)
 	$$(call msg,FUZZLD,$$@)
-	$$(Q)$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $$@ $$^ $(LDLIBS)
+	$$(Q)$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach f,$(FUZZ_SRCS),$(eval $(call FUZZ_RULES,$f)))
 $(FUZZ_BUILD)/obj/%.o: %.c
