@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "buf.h"
 #include "ca.h"
 #include "log.h"
 
@@ -34,28 +35,22 @@ static void curl_init_once(void)
 
 /* ------------------------------------------------------------------ shared request setup */
 
-struct resp {
-    char *data;
-    size_t len, limit;
-    bool overflow;
+/* curl write callback: the answer goes into a dp_buf, whose hard limit bounds what the
+ * operator can make us hold (-EMSGSIZE past it) */
+struct body {
+    struct dp_buf *buf;
+    int err;
 };
 
 static size_t on_body(char *p, size_t sz, size_t n, void *arg)
 {
-    struct resp *r = arg;
-    size_t len = sz * n;
-    if (r->len + len > r->limit) {
-        r->overflow = true;
-        return 0;
+    struct body *b = arg;
+    int r = dp_buf_append(&b->buf, p, sz * n);
+    if (r < 0) {
+        b->err = r;
+        return 0; /* abort the transfer */
     }
-    char *nd = realloc(r->data, r->len + len + 1);
-    if (!nd)
-        return 0;
-    memcpy(nd + r->len, p, len);
-    r->data = nd;
-    r->len += len;
-    r->data[r->len] = '\0';
-    return len;
+    return sz * n;
 }
 
 static char *read_token(const char *path)
@@ -193,7 +188,7 @@ int dp_opclient_fetch_cert(const struct dp_opclient_cfg *cfg, const char *identi
     X509_REQ *csr = NULL;
     char *csr_pem = NULL, *key_pem = NULL, *body_s = NULL;
     struct curl_slist *hdrs = NULL, *ct = NULL;
-    struct resp resp = {.limit = MAX_RESPONSE};
+    struct body resp = {0};
     json_t *body = NULL, *answer = NULL;
     CURL *h = NULL;
     long http = 0;
@@ -210,7 +205,7 @@ int dp_opclient_fetch_cert(const struct dp_opclient_cfg *cfg, const char *identi
                      (json_int_t)ttl_s);
     body_s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     h = curl_easy_init();
-    if (!body_s || !h) {
+    if (!body_s || !h || dp_buf_new(4096, MAX_RESPONSE, &resp.buf) < 0) {
         r = -ENOMEM;
         goto out;
     }
@@ -223,13 +218,13 @@ int dp_opclient_fetch_cert(const struct dp_opclient_cfg *cfg, const char *identi
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
-        r = resp.overflow ? -EMSGSIZE : curl_errno(cc);
+        r = resp.err ? resp.err : curl_errno(cc);
         snprintf(errbuf, errsz, "operator %s: %s", cfg->url, curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
     json_error_t je;
-    answer = resp.data ? json_loads(resp.data, 0, &je) : NULL;
+    answer = json_loadb(dp_buf_head(resp.buf), resp.buf->len, 0, &je);
     if (http != 200) {
         const char *why = json_string_value(json_object_get(answer, "error"));
         snprintf(errbuf, errsz, "operator refused the certificate for %s: HTTP %ld%s%s", identity,
@@ -257,7 +252,7 @@ out:
         explicit_bzero(key_pem, strlen(key_pem));
         free(key_pem);
     }
-    free(resp.data);
+    dp_buf_free(resp.buf);
     free(body_s);
     free(csr_pem);
     json_decref(body);
