@@ -70,3 +70,8 @@ t_wait_for() {
         sleep 0.1
     done
 }
+
+# freeport: print a TCP port on 127.0.0.1 that was free a moment ago (for test servers).
+freeport() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}

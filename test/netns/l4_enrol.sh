@@ -60,7 +60,6 @@ fi
 op_api_up >>"$T_LOG" 2>&1 || { t_fail "API server available"; t_end; exit 1; }
 trap cleanup EXIT
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P_METRICS=$(freeport)
 P_READY=$(freeport)
 P_ADMIN=$(freeport)

@@ -67,7 +67,6 @@ cleanup() {
     op_cleanup
 }
 trap cleanup EXIT
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(freeport)
 mport=$(freeport)
 wport=$(freeport)

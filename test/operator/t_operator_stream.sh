@@ -21,7 +21,6 @@ cleanup() {
 }
 trap cleanup EXIT
 EV=$T_DIR/events.ndjson
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 lport=$(freeport)
 mport=$(freeport)
 start_op() {
