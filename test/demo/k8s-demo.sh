@@ -5,43 +5,20 @@
 # drive traffic and print the evidence. Everything stays up; `down` uninstalls and stops the
 # cluster if this script started it.
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=$REPO/build/bin
-CL=$REPO/test/cluster/cluster.sh
-NS=istio-system
+# the install and images-map helpers the e2e scripts use (HUB, e2e_map_images, e2e_install_mesh,
+# all_ready); the demo's image prefix and map tag are fixed, so `down` finds them again
+. "$(cd "$(dirname "$0")/../e2e" && pwd)/lib.bash"
+sfx=demo
 HUB=ambit-demo.local/ambit
-STATE=/var/lib/ambit-demo-k8s
 WAIT=180s
+STATE=/var/lib/ambit-demo-k8s
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() {
     echo "demo: error: $*" >&2
     exit 1
 }
-wait_for() { # wait_for <seconds> cmd...
-    local end=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $end ] && return 1
-        sleep 1
-    done
-}
-
-map_images() { # this checkout's binaries and sample apps, first in the runner's images map
-    local tmp=$MAP.demo
-    {
-        for b in ambit-operator ambit-node ambit-cni; do echo "$HUB/$b:* $BIN/$b # ambit-demo"; done
-        echo "ambit/bookinfo:* $REPO/test/apps/bookinfo.py # ambit-demo"
-        grep -v ' # ambit-demo$' "$MAP"
-    } >"$tmp" && mv "$tmp" "$MAP"
-}
-
 pod_of() { kubectl -n "$1" get pods -l "$2" -o jsonpath='{.items[0].metadata.name}'; }
-all_ready() {
-    local s
-    s=$(kubectl -n "$1" get pods -o jsonpath='{range .items[*]}{.status.phase}/{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null)
-    [ -n "$s" ] && [ -z "$(tr ' ' '\n' <<<"$s" | grep -v '^Running/True$' | grep .)" ]
-}
 all_enrolled() {
     local s
     s=$(kubectl -n bookinfo get pods -o jsonpath='{range .items[*]}{.metadata.annotations.ambient\.istio\.io/redirection} {end}')
@@ -63,21 +40,15 @@ up() {
     eval "$("$CL" env)"
     . "$REPO/test/cluster/config.sh"
     MAP=$RUN/images.map
-    map_images
+    e2e_map_images
     kubectl get nodes
 
     say "A2. helm install base, control-plane, cni, node-agent into $NS"
     if ! helm status ambit-base -n "$NS" >/dev/null 2>&1; then
-        helm install ambit-base "$REPO/charts/base" -n "$NS" --create-namespace --wait --timeout $WAIT
-        helm install istiod "$REPO/charts/control-plane" -n "$NS" --set profile=ambient \
-            --set image.repository="$HUB/ambit-operator" --wait --timeout $WAIT
-        helm install ambit-cni "$REPO/charts/cni" -n "$NS" \
-            --set image.repository="$HUB/ambit-cni" --wait --timeout $WAIT
-        helm install ambit-node "$REPO/charts/node-agent" -n "$NS" \
-            --set image.repository="$HUB/ambit-node" --wait --timeout $WAIT
+        e2e_install_mesh
     fi
     helm list -n "$NS"
-    wait_for 60 all_ready "$NS" || die "mesh pods not Ready: kubectl -n $NS get pods"
+    t_wait_for 60 all_ready "$NS" || die "mesh pods not Ready: kubectl -n $NS get pods"
     kubectl -n "$NS" get pods -o wide
     kubectl get mesh
 
@@ -86,8 +57,8 @@ up() {
     kubectl create ns bar --dry-run=client -o yaml | kubectl apply -f - >/dev/null
     kubectl -n bookinfo apply -f "$REPO/test/apps/bookinfo.yaml" >/dev/null
     kubectl -n bar apply -f "$REPO/test/apps/curl.yaml" >/dev/null
-    wait_for 120 all_ready bookinfo || die "bookinfo pods not Ready: kubectl -n bookinfo get pods"
-    wait_for 60 all_ready bar || die "curl pod not Ready"
+    t_wait_for 120 all_ready bookinfo || die "bookinfo pods not Ready: kubectl -n bookinfo get pods"
+    t_wait_for 60 all_ready bar || die "curl pod not Ready"
     kubectl -n bookinfo get pods -o wide
     local curl_pod
     curl_pod=$(pod_of bar app=curl)
@@ -96,7 +67,7 @@ up() {
 
     say "C6. kubectl label namespace bookinfo istio.io/dataplane-mode=ambient"
     kubectl label ns bookinfo istio.io/dataplane-mode=ambient --overwrite
-    wait_for 60 all_enrolled || die "pods not enrolled (annotation ambient.istio.io/redirection)"
+    t_wait_for 60 all_enrolled || die "pods not enrolled (annotation ambient.istio.io/redirection)"
     kubectl -n bookinfo get pods -o jsonpath='{range .items[*]}{.metadata.name}: redirection={.metadata.annotations.ambient\.istio\.io/redirection}{"\n"}{end}'
     kubectl -n bookinfo get pods -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].restartCount}{"\n"}{end}' \
         >"$STATE/pods-after"
@@ -174,7 +145,8 @@ down() {
         for r in ambit-node ambit-cni istiod ambit-base; do
             helm uninstall "$r" -n "$NS" --wait --timeout 60s >/dev/null 2>&1 || true
         done
-        [ -f "$RUN/images.map" ] && sed -i '/ # ambit-demo$/d' "$RUN/images.map"
+        MAP=$RUN/images.map
+        e2e_unmap_images
         if [ -f "$STATE/started-cluster" ]; then "$CL" down; fi
     fi
     rm -rf "$STATE"
