@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "cni_agent.h"
+#include "curlx.h"
 #include "json.h"
 
 json_t *cni_agent_adopt_body(const struct cni_pod *pod)
@@ -31,45 +32,9 @@ json_t *cni_agent_adopt_body(const struct cni_pod *pod)
     return o;
 }
 
-struct body {
-    char data[CNI_AGENT_MAX_BODY];
-    size_t len;
-    bool too_big;
-};
-
-static size_t on_data(char *p, size_t sz, size_t n, void *arg)
-{
-    struct body *b = arg;
-    size_t len = sz * n;
-    if (len > sizeof(b->data) - 1 - b->len) {
-        b->too_big = true;
-        return 0; /* abort the transfer */
-    }
-    memcpy(b->data + b->len, p, len);
-    b->len += len;
-    b->data[b->len] = 0;
-    return len;
-}
-
-static int curl_errno(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_COULDNT_CONNECT:
-        return -ECONNREFUSED;
-    case CURLE_OPERATION_TIMEDOUT:
-        return -ETIMEDOUT;
-    case CURLE_OUT_OF_MEMORY:
-        return -ENOMEM;
-    case CURLE_WRITE_ERROR:
-        return -EMSGSIZE;
-    default:
-        return -EPROTO;
-    }
-}
-
 /* one request; returns 0 and the HTTP status, or -errno */
 static int request(const struct cni_conf *conf, const char *method, const char *path,
-                   const char *json, struct body *b, long *ret_status, char *errbuf, size_t errsz)
+                   const char *json, struct dp_curl_sink *b, long *ret_status, char *errbuf, size_t errsz)
 {
     char url[512], cerr[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL;
@@ -87,7 +52,7 @@ static int request(const struct cni_conf *conf, const char *method, const char *
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)conf->agent_timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dp_curl_sink_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
     if (json) {
@@ -98,9 +63,7 @@ static int request(const struct cni_conf *conf, const char *method, const char *
     }
     CURLcode cc = curl_easy_perform(c);
     if (cc != CURLE_OK) {
-        r = curl_errno(cc);
-        if (b->too_big)
-            r = -EMSGSIZE;
+        r = b->err ? b->err : dp_curl_errno(cc);
         /* a missing socket file reads "couldn't connect" too; tell them apart for the message */
         snprintf(errbuf, errsz, "node agent at %s: %s", conf->agent_socket,
                  cerr[0] ? cerr : curl_easy_strerror(cc));
@@ -147,27 +110,28 @@ int cni_agent_parse_adopt_reply(long status, const char *body, size_t len, char 
 int cni_agent_adopt(const struct cni_conf *conf, const struct cni_pod *pod, char *errbuf,
                     size_t errsz)
 {
-    static struct body b; /* 64 KiB: not on the stack */
+    struct dp_curl_sink b = {0};
     long status = 0;
     json_t *body = cni_agent_adopt_body(pod);
     char *js = body ? json_dumps(body, JSON_COMPACT) : NULL;
     int r;
 
     json_decref(body);
-    if (js == NULL)
+    if (js == NULL || dp_buf_new(1024, CNI_AGENT_MAX_BODY, &b.buf) < 0) {
+        free(js);
         return -ENOMEM;
-    b.len = 0;
-    b.too_big = false;
+    }
     r = request(conf, "POST", "/v1/pods", js, &b, &status, errbuf, errsz);
     free(js);
-    if (r < 0)
-        return r;
-    return cni_agent_parse_adopt_reply(status, b.data, b.len, errbuf, errsz);
+    if (r >= 0)
+        r = cni_agent_parse_adopt_reply(status, dp_buf_head(b.buf), b.buf->len, errbuf, errsz);
+    dp_buf_free(b.buf);
+    return r;
 }
 
 int cni_agent_release(const struct cni_conf *conf, const char *uid, char *errbuf, size_t errsz)
 {
-    static struct body b;
+    struct dp_curl_sink b = {0};
     char path[160];
     long status = 0;
     int r;
@@ -175,9 +139,10 @@ int cni_agent_release(const struct cni_conf *conf, const char *uid, char *errbuf
     if (uid == NULL || uid[0] == '\0' || strlen(uid) > 100 || strpbrk(uid, "/?#% "))
         return -EINVAL;
     snprintf(path, sizeof(path), "/v1/pods/%s", uid);
-    b.len = 0;
-    b.too_big = false;
+    if (dp_buf_new(1024, CNI_AGENT_MAX_BODY, &b.buf) < 0)
+        return -ENOMEM;
     r = request(conf, "DELETE", path, NULL, &b, &status, errbuf, errsz);
+    dp_buf_free(b.buf);
     if (r < 0)
         return r;
     if (status == 200 || status == 204 || status == 404)

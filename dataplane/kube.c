@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "common.h"
+#include "curlx.h"
 #include "kube.h"
 
 #define RES(sym, g, v, r, k, nsd)                                                                  \
@@ -205,39 +206,6 @@ struct dp_kube_client {
     char last_error[512];
 };
 
-struct body_sink {
-    char *data;
-    size_t len, cap;
-    bool too_big;
-};
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct body_sink *b = arg;
-    size_t n = size * nmemb;
-
-    if (b->len + n + 1 > DP_KUBE_MAX_BODY) {
-        b->too_big = true;
-        return 0; /* abort the transfer */
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        char *p;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->data, cap);
-        if (p == NULL)
-            return 0;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
 int dp_kube_client_new(struct dp_kube_config *cfg, struct dp_kube_client **ret_client)
 {
     struct dp_kube_client *c;
@@ -382,30 +350,11 @@ out:
     return r;
 }
 
-static int curl_errno(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_OK:
-        return 0;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return -ECONNREFUSED;
-    case CURLE_OPERATION_TIMEDOUT:
-        return -ETIMEDOUT;
-    case CURLE_OUT_OF_MEMORY:
-        return -ENOMEM;
-    case CURLE_WRITE_ERROR:
-        return -EMSGSIZE;
-    default:
-        return -EPROTO;
-    }
-}
-
 int dp_kube_request(struct dp_kube_client *c, const char *method, const char *path,
                     const char *content_type, const json_t *body, long *ret_http,
                     json_t **ret_body)
 {
-    struct body_sink sink = {0};
+    struct dp_curl_sink sink = {0};
     struct curl_slist *headers = NULL;
     char *text = NULL;
     json_t *resp = NULL;
@@ -420,13 +369,16 @@ int dp_kube_request(struct dp_kube_client *c, const char *method, const char *pa
         if (text == NULL)
             return -ENOMEM;
     }
+    r = dp_buf_new(16384, DP_KUBE_MAX_BODY, &sink.buf);
+    if (r < 0)
+        goto out;
 again:
     curl_easy_reset(c->easy);
     r = dp_kube_easy_prepare(c->cfg, c->easy, method, path, content_type, text,
                              text ? strlen(text) : 0, retried, &headers);
     if (r < 0)
         goto out;
-    curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, dp_curl_sink_write);
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
     curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
@@ -434,22 +386,22 @@ again:
     curl_slist_free_all(headers);
     headers = NULL;
     if (cc != CURLE_OK) {
-        r = sink.too_big ? -EMSGSIZE : curl_errno(cc);
+        r = sink.err ? sink.err : dp_curl_errno(cc);
         snprintf(c->last_error, sizeof(c->last_error), "%s %s: %s", method, path,
-                 sink.too_big ? "response too large" : curl_easy_strerror(cc));
+                 sink.err == -EMSGSIZE ? "response too large" : curl_easy_strerror(cc));
         goto out;
     }
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &http);
     if (http == 401 && !retried && c->cfg->token_file != NULL) {
         /* the token may have rotated under us: re-read it once */
         retried = true;
-        sink.len = 0;
+        dp_buf_reset(sink.buf);
         goto again;
     }
-    if (sink.len > 0) {
+    if (sink.buf->len > 0) {
         json_error_t jerr;
 
-        resp = json_loadb(sink.data, sink.len, JSON_DECODE_ANY, &jerr);
+        resp = json_loadb(dp_buf_head(sink.buf), sink.buf->len, JSON_DECODE_ANY, &jerr);
         if (resp == NULL && http >= 200 && http < 300) {
             snprintf(c->last_error, sizeof(c->last_error), "%s %s: bad JSON at %d:%d: %s",
                      method, path, jerr.line, jerr.column, jerr.text);
@@ -470,7 +422,7 @@ out:
     if (ret_http != NULL)
         *ret_http = http;
     json_decref(resp);
-    free(sink.data);
+    dp_buf_free(sink.buf);
     free(text);
     return r;
 }

@@ -182,23 +182,39 @@ static char *trim_dup(const char *s)
     return strndup(s, n);
 }
 
+int dp_kube_read_token_file(const char *path, char **ret_token)
+{
+    char *data = NULL, *tok;
+    int r;
+
+    if (path == NULL)
+        return -EINVAL;
+    r = read_small_file(path, DP_KUBE_MAX_SECRET_FILE, &data, NULL);
+    if (r < 0)
+        return r;
+    tok = trim_dup(data);
+    wipe_free_str(data);
+    if (tok == NULL)
+        return -ENOMEM;
+    if (tok[0] == '\0') {
+        free(tok);
+        return -ENODATA;
+    }
+    *ret_token = tok;
+    return 0;
+}
+
 const char *dp_kube_config_token(struct dp_kube_config *cfg, uint64_t now_ms, uint64_t max_age_ms,
                                  bool force)
 {
     if (cfg->token_file != NULL) {
         if (cfg->token_cache == NULL || force || now_ms - cfg->token_read_ms >= max_age_ms) {
-            char *data = NULL, *tok;
+            char *tok;
 
-            if (read_small_file(cfg->token_file, DP_KUBE_MAX_SECRET_FILE, &data, NULL) == 0) {
-                tok = trim_dup(data);
-                wipe_free_str(data);
-                if (tok != NULL && tok[0] != '\0') {
-                    wipe_free_str(cfg->token_cache);
-                    cfg->token_cache = tok;
-                    cfg->token_read_ms = now_ms;
-                } else {
-                    free(tok);
-                }
+            if (dp_kube_read_token_file(cfg->token_file, &tok) == 0) {
+                wipe_free_str(cfg->token_cache);
+                cfg->token_cache = tok;
+                cfg->token_read_ms = now_ms;
             }
         }
         if (cfg->token_cache != NULL)

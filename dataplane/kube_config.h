@@ -65,6 +65,12 @@ int dp_kube_config_parse_kubeconfig(const char *data, size_t len, const char *so
                                     struct dp_kube_config **ret_cfg, char *errbuf, size_t errsz);
 
 /**
+ * Read a bearer token file (bounded, surrounding whitespace trimmed): 0 and a NEW string, or
+ * -errno (-ENODATA for an empty file). The caller wipes it before freeing.
+ */
+int dp_kube_read_token_file(const char *path, char **ret_token);
+
+/**
  * In-cluster config from KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT and `sa_dir`
  * (NULL = DP_KUBE_SA_DIR): token file `<dir>/token`, CA `<dir>/ca.crt`, namespace
  * `<dir>/namespace`. -ENOENT when not running in a cluster.

@@ -21,6 +21,7 @@
 
 #include <curl/curl.h>
 
+#include "curlx.h"
 #include "kube_informer.h"
 #include "log.h"
 
@@ -240,26 +241,6 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static int transport_errno(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return -ECONNREFUSED;
-    case CURLE_OPERATION_TIMEDOUT:
-        return -ETIMEDOUT;
-    case CURLE_OUT_OF_MEMORY:
-        return -ENOMEM;
-    case CURLE_PARTIAL_FILE:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-        return -ECONNRESET;
-    default:
-        return -EPROTO;
-    }
-}
-
 static void complete(struct dp_kube_req *req, CURLcode cc)
 {
     json_t *body = NULL;
@@ -271,7 +252,7 @@ static void complete(struct dp_kube_req *req, CURLcode cc)
     if (req->len > 0)
         body = json_loadb(req->buf, req->len, JSON_DECODE_ANY, NULL);
     if (cc != CURLE_OK) {
-        r = req->abort_err < 0 ? req->abort_err : transport_errno(cc);
+        r = req->abort_err < 0 ? req->abort_err : dp_curl_errno(cc);
         snprintf(msg, sizeof(msg), "%s", req->abort_err < 0 ? strerror(-req->abort_err)
                                                             : curl_easy_strerror(cc));
     } else {

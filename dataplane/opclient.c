@@ -17,6 +17,8 @@
 #include <openssl/x509v3.h>
 
 #include "buf.h"
+#include "curlx.h"
+#include "kube_config.h"
 #include "ca.h"
 #include "log.h"
 
@@ -34,42 +36,6 @@ static void curl_init_once(void)
 }
 
 /* ------------------------------------------------------------------ shared request setup */
-
-/* curl write callback: the answer goes into a dp_buf, whose hard limit bounds what the
- * operator can make us hold (-EMSGSIZE past it) */
-struct body {
-    struct dp_buf *buf;
-    int err;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    struct body *b = arg;
-    int r = dp_buf_append(&b->buf, p, sz * n);
-    if (r < 0) {
-        b->err = r;
-        return 0; /* abort the transfer */
-    }
-    return sz * n;
-}
-
-static char *read_token(const char *path)
-{
-    char buf[16384];
-    FILE *f;
-    size_t n;
-    if (!path)
-        return NULL;
-    f = fopen(path, "re");
-    if (!f)
-        return NULL;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        n--;
-    buf[n] = '\0';
-    return n ? strdup(buf) : NULL;
-}
 
 /* Configure `h` for <url><path>; *ret_hdrs and *ret_connect_to must be freed after the transfer. */
 static void setup(CURL *h, const struct dp_opclient_cfg *cfg, const char *path,
@@ -91,8 +57,8 @@ static void setup(CURL *h, const struct dp_opclient_cfg *cfg, const char *path,
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(cfg->timeout_ms ? cfg->timeout_ms : 10000));
-    char *token = read_token(cfg->token_file);
-    if (token) {
+    char *token = NULL;
+    if (cfg->token_file && dp_kube_read_token_file(cfg->token_file, &token) == 0) {
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", token);
         hdrs = curl_slist_append(hdrs, hdr);
         explicit_bzero(hdr, sizeof(hdr));
@@ -119,25 +85,6 @@ static void setup(CURL *h, const struct dp_opclient_cfg *cfg, const char *path,
     }
     *ret_hdrs = hdrs;
     *ret_connect_to = ct;
-}
-
-static int curl_errno(CURLcode c)
-{
-    switch (c) {
-    case CURLE_OK:
-        return 0;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return -ECONNREFUSED;
-    case CURLE_OPERATION_TIMEDOUT:
-        return -ETIMEDOUT;
-    case CURLE_OUT_OF_MEMORY:
-        return -ENOMEM;
-    case CURLE_ABORTED_BY_CALLBACK:
-        return -ECANCELED;
-    default:
-        return -EPROTO;
-    }
 }
 
 /* ------------------------------------------------------------------ certificates */
@@ -188,7 +135,7 @@ int dp_opclient_fetch_cert(const struct dp_opclient_cfg *cfg, const char *identi
     X509_REQ *csr = NULL;
     char *csr_pem = NULL, *key_pem = NULL, *body_s = NULL;
     struct curl_slist *hdrs = NULL, *ct = NULL;
-    struct body resp = {0};
+    struct dp_curl_sink resp = {0};
     json_t *body = NULL, *answer = NULL;
     CURL *h = NULL;
     long http = 0;
@@ -214,11 +161,11 @@ int dp_opclient_fetch_cert(const struct dp_opclient_cfg *cfg, const char *identi
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body_s);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(cfg->timeout_ms ? cfg->timeout_ms : 10000));
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, dp_curl_sink_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
-        r = resp.err ? resp.err : curl_errno(cc);
+        r = resp.err ? resp.err : dp_curl_errno(cc);
         snprintf(errbuf, errsz, "operator %s: %s", cfg->url, curl_easy_strerror(cc));
         goto out;
     }

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "curlx.h"
 #include "kube.h"
 #include "kube_config.h"
 
@@ -367,6 +368,53 @@ static void test_in_cluster_and_rotation(void **state)
     rmdir(dir);
 }
 
+static void test_token_file(void **state)
+{
+    char dir[] = "/tmp/amb-tok-XXXXXX", path[256];
+    char *tok = NULL;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/token", dir);
+    write_file(path, "  eyJ.abc.def \r\n");
+    assert_int_equal(dp_kube_read_token_file(path, &tok), 0);
+    assert_string_equal(tok, "eyJ.abc.def");
+    free(tok);
+    tok = NULL;
+    write_file(path, " \n");
+    assert_int_equal(dp_kube_read_token_file(path, &tok), -ENODATA);
+    assert_null(tok);
+    unlink(path);
+    assert_int_equal(dp_kube_read_token_file(path, &tok), -ENOENT);
+    assert_int_equal(dp_kube_read_token_file(NULL, &tok), -EINVAL);
+    rmdir(dir);
+}
+
+static void test_curl_sink(void **state)
+{
+    struct dp_curl_sink s = {0};
+    char chunk[100];
+
+    (void)state;
+    memset(chunk, 'x', sizeof(chunk));
+    assert_int_equal(dp_buf_new(16, 250, &s.buf), 0);
+    assert_int_equal(dp_curl_sink_write(chunk, 1, 100, &s), 100);
+    assert_int_equal(dp_curl_sink_write(chunk, 10, 10, &s), 100);
+    assert_int_equal(s.buf->len, 200);
+    assert_int_equal(s.err, 0);
+    /* past the buffer's limit the transfer is aborted with -EMSGSIZE */
+    assert_int_equal(dp_curl_sink_write(chunk, 1, 100, &s), 0);
+    assert_int_equal(s.err, -EMSGSIZE);
+    dp_buf_free(s.buf);
+
+    assert_int_equal(dp_curl_errno(CURLE_OK), 0);
+    assert_int_equal(dp_curl_errno(CURLE_COULDNT_CONNECT), -ECONNREFUSED);
+    assert_int_equal(dp_curl_errno(CURLE_OPERATION_TIMEDOUT), -ETIMEDOUT);
+    assert_int_equal(dp_curl_errno(CURLE_WRITE_ERROR), -EMSGSIZE);
+    assert_int_equal(dp_curl_errno(CURLE_RECV_ERROR), -ECONNRESET);
+    assert_int_equal(dp_curl_errno(CURLE_SSL_CONNECT_ERROR), -EPROTO);
+}
+
 static void test_obj_helpers(void **state)
 {
     json_t *o = json_loads("{\"metadata\":{\"name\":\"n\",\"namespace\":\"ns\",\"labels\":"
@@ -396,6 +444,8 @@ int main(void)
             cmocka_unit_test(test_kubeconfig),
             cmocka_unit_test(test_kubeconfig_bad),
             cmocka_unit_test(test_in_cluster_and_rotation),
+            cmocka_unit_test(test_token_file),
+            cmocka_unit_test(test_curl_sink),
             cmocka_unit_test(test_obj_helpers),
     };
 
