@@ -220,6 +220,62 @@ static json_t *waypoint_ref(const struct op_inputs *in, const json_t *waypoints,
 
 /* ------------------------------------------------------------------ services */
 
+/*
+ * The service object of Service `svc` (informer key k) into *ret_obj (NEW; NULL = not a mesh
+ * service) with its snapshot key in key.
+ */
+static int build_service(const struct op_inputs *in, const struct op_mesh_config *cfg,
+                         const json_t *waypoints, const char *k, const json_t *svc, char *key,
+                         size_t keysz, json_t **ret_obj, struct op_snapshot_diags *d)
+{
+    const char *name = dp_kube_meta_str(svc, "name"), *ns = dp_kube_meta_str(svc, "namespace");
+    const char *type = jstr(svc, "spec", "type");
+    json_t *ports, *p, *obj, *wp;
+    char host[512];
+    size_t i;
+
+    *ret_obj = NULL;
+    if (name == NULL || ns == NULL)
+        return 0;
+    if (type != NULL && strcmp(type, "ExternalName") == 0)
+        return 0;
+    snprintf(host, sizeof(host), "%s.%s.svc.%s", name, ns, cfg->dns_domain);
+    snprintf(key, keysz, "%s/%s", ns, host);
+    ports = json_array();
+    if (ports == NULL)
+        return -ENOMEM;
+    json_array_foreach(jget(svc, "spec", "ports"), i, p) {
+        json_t *port = json_object_get(p, "port"), *tp = json_object_get(p, "targetPort");
+        const char *proto = json_string_value(json_object_get(p, "protocol"));
+        const char *ap = json_string_value(json_object_get(p, "appProtocol"));
+        json_t *e;
+
+        if (proto != NULL && strcmp(proto, "TCP") != 0)
+            continue; /* the mesh carries TCP only */
+        if (!json_is_integer(port) || json_integer_value(port) < 1 ||
+            json_integer_value(port) > 65535) {
+            diag(d, "Service %s: spec.ports[%zu].port invalid", k, i);
+            continue;
+        }
+        e = json_pack("{s:I,s:I}", "port", json_integer_value(port), "targetPort",
+                      json_is_integer(tp) ? json_integer_value(tp)
+                      : json_is_string(tp) ? (json_int_t)0
+                                            : json_integer_value(port));
+        if (e != NULL && ap != NULL)
+            json_object_set_new(e, "appProtocol", json_string(ap));
+        json_array_append_new(ports, e);
+    }
+    /* a waypoint's own Service is never sent through a waypoint */
+    wp = json_object_get(waypoints, k) ? NULL : waypoint_ref(in, waypoints, svc, ns, false);
+    obj = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:[]}", "name", name, "namespace", ns, "hostname",
+                    host, "vips", svc_cluster_ips(svc), "ports", ports, "waypoint",
+                    wp ? wp : json_null(), "subjectAltNames");
+    if (obj == NULL)
+        return -ENOMEM;
+    *ret_obj = obj;
+    return 0;
+}
+
 static int build_services(const struct op_inputs *in, const struct op_mesh_config *cfg,
                           const json_t *waypoints, json_t *out, struct op_snapshot_diags *d)
 {
@@ -227,48 +283,13 @@ static int build_services(const struct op_inputs *in, const struct op_mesh_confi
     json_t *svc;
 
     json_object_foreach((json_t *)in->services, k, svc) {
-        const char *name = dp_kube_meta_str(svc, "name"), *ns = dp_kube_meta_str(svc, "namespace");
-        const char *type = jstr(svc, "spec", "type");
-        json_t *ports, *p, *obj, *wp;
-        char host[512], key[600];
-        size_t i;
+        char key[600];
+        json_t *obj;
+        int r = build_service(in, cfg, waypoints, k, svc, key, sizeof(key), &obj, d);
 
-        if (name == NULL || ns == NULL)
-            continue;
-        if (type != NULL && strcmp(type, "ExternalName") == 0)
-            continue;
-        snprintf(host, sizeof(host), "%s.%s.svc.%s", name, ns, cfg->dns_domain);
-        snprintf(key, sizeof(key), "%s/%s", ns, host);
-        ports = json_array();
-        if (ports == NULL)
-            return -ENOMEM;
-        json_array_foreach(jget(svc, "spec", "ports"), i, p) {
-            json_t *port = json_object_get(p, "port"), *tp = json_object_get(p, "targetPort");
-            const char *proto = json_string_value(json_object_get(p, "protocol"));
-            const char *ap = json_string_value(json_object_get(p, "appProtocol"));
-            json_t *e;
-
-            if (proto != NULL && strcmp(proto, "TCP") != 0)
-                continue; /* the mesh carries TCP only */
-            if (!json_is_integer(port) || json_integer_value(port) < 1 ||
-                json_integer_value(port) > 65535) {
-                diag(d, "Service %s: spec.ports[%zu].port invalid", k, i);
-                continue;
-            }
-            e = json_pack("{s:I,s:I}", "port", json_integer_value(port), "targetPort",
-                          json_is_integer(tp) ? json_integer_value(tp)
-                          : json_is_string(tp) ? (json_int_t)0
-                                                : json_integer_value(port));
-            if (e != NULL && ap != NULL)
-                json_object_set_new(e, "appProtocol", json_string(ap));
-            json_array_append_new(ports, e);
-        }
-        /* a waypoint's own Service is never sent through a waypoint */
-        wp = json_object_get(waypoints, k) ? NULL : waypoint_ref(in, waypoints, svc, ns, false);
-        obj = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:[]}", "name", name, "namespace", ns,
-                        "hostname", host, "vips", svc_cluster_ips(svc), "ports", ports,
-                        "waypoint", wp ? wp : json_null(), "subjectAltNames");
-        if (obj == NULL || json_object_set_new(out, key, obj) < 0)
+        if (r < 0)
+            return r;
+        if (obj != NULL && json_object_set_new(out, key, obj) < 0)
             return -ENOMEM;
     }
     return 0;
@@ -397,8 +418,9 @@ static int add_svc_ref(json_t *services, const struct op_mesh_config *cfg, const
     return json_object_set_new(services, key, ports_map) < 0 ? -ENOMEM : 0;
 }
 
-/* selector-less Services: pod key -> {svc key -> ports} from EndpointSlices */
-static json_t *slice_index(const struct op_inputs *in)
+/* selector-less Services: pod key -> {svc key -> ports} from EndpointSlices (of the
+ * namespaces in only_ns; NULL = all) */
+static json_t *slice_index(const struct op_inputs *in, const json_t *only_ns)
 {
     json_t *idx = json_object(), *sl;
     const char *k;
@@ -408,16 +430,16 @@ static json_t *slice_index(const struct op_inputs *in)
     json_object_foreach((json_t *)in->endpointslices, k, sl) {
         const char *ns = dp_kube_meta_str(sl, "namespace");
         const char *svcname = dp_kube_label(sl, "kubernetes.io/service-name");
-        json_t *svc, *ep, *ports = json_object(), *p;
+        json_t *svc, *ep, *ports, *p;
         char skey[512];
         size_t i;
 
+        if (ns == NULL || svcname == NULL ||
+            (only_ns != NULL && json_object_get(only_ns, ns) == NULL))
+            continue;
+        ports = json_object();
         if (ports == NULL)
             break;
-        if (ns == NULL || svcname == NULL) {
-            json_decref(ports);
-            continue;
-        }
         snprintf(skey, sizeof(skey), "%s/%s", ns, svcname);
         svc = json_object_get(in->services, skey);
         /* selector Services are handled from the pod side */
@@ -494,9 +516,63 @@ static json_t *index_by_ns(const json_t *objs, bool need_selector)
     return idx;
 }
 
-static int pod_services(const struct op_inputs *in, const struct op_mesh_config *cfg,
-                        const json_t *pod, const json_t *slices, const json_t *svc_by_ns,
-                        json_t *services)
+/* What building workloads needs besides the pod: indexes over the other caches. */
+struct wl_ctx {
+    const struct op_inputs *in;
+    const struct op_mesh_config *cfg;
+    const json_t *waypoints;
+    json_t *slices;    /* slice_index() */
+    json_t *svc_by_ns; /* selector Services by namespace */
+    json_t *ap_by_ns;  /* selector AuthorizationPolicies by namespace */
+    json_t *pa_list;   /* every PeerAuthentication */
+    json_t *pa_sel_ns; /* namespaces with a selector PeerAuthentication */
+    json_t *pa_memo;   /* namespace -> PA-derived keys, for namespaces without selector PAs */
+};
+
+static void wl_ctx_done(struct wl_ctx *c)
+{
+    json_decref(c->slices);
+    json_decref(c->svc_by_ns);
+    json_decref(c->ap_by_ns);
+    json_decref(c->pa_list);
+    json_decref(c->pa_sel_ns);
+    json_decref(c->pa_memo);
+}
+
+/* only_ns: the namespaces whose pods will be built (NULL = all) */
+static int wl_ctx_init(struct wl_ctx *c, const struct op_inputs *in,
+                       const struct op_mesh_config *cfg, const json_t *waypoints,
+                       const json_t *only_ns)
+{
+    const char *k;
+    json_t *pa;
+
+    memset(c, 0, sizeof(*c));
+    c->in = in;
+    c->cfg = cfg;
+    c->waypoints = waypoints;
+    c->slices = slice_index(in, only_ns);
+    c->svc_by_ns = index_by_ns(in->services, true);
+    c->ap_by_ns = index_by_ns(in->authorization_policies, true);
+    c->pa_list = json_array();
+    c->pa_sel_ns = json_object();
+    c->pa_memo = json_object();
+    if (c->slices == NULL || c->svc_by_ns == NULL || c->ap_by_ns == NULL || c->pa_list == NULL ||
+        c->pa_sel_ns == NULL || c->pa_memo == NULL) {
+        wl_ctx_done(c);
+        return -ENOMEM;
+    }
+    json_object_foreach((json_t *)in->peer_authentications, k, pa) {
+        const char *ns = dp_kube_meta_str(pa, "namespace");
+
+        json_array_append(c->pa_list, pa);
+        if (ns != NULL && jget(pa, "spec", "selector") != NULL)
+            json_object_set_new(c->pa_sel_ns, ns, json_true());
+    }
+    return 0;
+}
+
+static int pod_services(struct wl_ctx *c, const json_t *pod, json_t *services)
 {
     const char *ns = dp_kube_meta_str(pod, "namespace");
     json_t *labels = jget(pod, "metadata", "labels"), *svc, *refs;
@@ -505,14 +581,12 @@ static int pod_services(const struct op_inputs *in, const struct op_mesh_config 
     size_t si;
     int r;
 
-    json_array_foreach(json_object_get(svc_by_ns, ns), si, svc) {
+    json_array_foreach(json_object_get(c->svc_by_ns, ns), si, svc) {
         json_t *sel = jget(svc, "spec", "selector"), *v, *ports, *sp;
         const char *sk, *type = jstr(svc, "spec", "type");
         bool match = true;
         size_t i;
 
-        if (json_object_size(sel) == 0 || strcmp(dp_kube_meta_str(svc, "namespace"), ns) != 0)
-            continue;
         if (type != NULL && strcmp(type, "ExternalName") == 0)
             continue;
         json_object_foreach(sel, sk, v) {
@@ -539,25 +613,24 @@ static int pod_services(const struct op_inputs *in, const struct op_mesh_config 
                      (long long)json_integer_value(json_object_get(sp, "port")));
             json_object_set_new(ports, num, json_integer(t));
         }
-        r = add_svc_ref(services, cfg, svc, ports);
+        r = add_svc_ref(services, c->cfg, svc, ports);
         if (r < 0)
             return r;
     }
     snprintf(pkey, sizeof(pkey), "%s/%s", ns, dp_kube_meta_str(pod, "name"));
-    refs = json_object_get(slices, pkey);
+    refs = json_object_get(c->slices, pkey);
     json_object_foreach(refs, k, svc) {
-        const json_t *s = json_object_get(in->services, k);
+        const json_t *s = json_object_get(c->in->services, k);
 
-        if (s != NULL && (r = add_svc_ref(services, cfg, s, json_deep_copy(svc))) < 0)
+        if (s != NULL && (r = add_svc_ref(services, c->cfg, s, json_deep_copy(svc))) < 0)
             return r;
     }
     return 0;
 }
 
-static int pod_policies(const struct op_mesh_config *cfg, const json_t *pod,
-                        const json_t *ap_by_ns, const json_t *pa_list, json_t *out)
+static int pod_policies(struct wl_ctx *c, const json_t *pod, json_t *out)
 {
-    const char *ns = dp_kube_meta_str(pod, "namespace");
+    const char *ns = dp_kube_meta_str(pod, "namespace"), *root = c->cfg->root_ns;
     json_t *labels = jget(pod, "metadata", "labels"), *ap, *keys = NULL, *kv, *cands[2];
     size_t i, j;
 
@@ -566,10 +639,10 @@ static int pod_policies(const struct op_mesh_config *cfg, const json_t *pod,
     else
         json_incref(labels);
     /* selector policies of the pod's namespace, and of the root namespace (mesh-wide) */
-    cands[0] = json_object_get(ap_by_ns, ns);
-    cands[1] = strcmp(ns, cfg->root_ns) != 0 ? json_object_get(ap_by_ns, cfg->root_ns) : NULL;
+    cands[0] = json_object_get(c->ap_by_ns, ns);
+    cands[1] = strcmp(ns, root) != 0 ? json_object_get(c->ap_by_ns, root) : NULL;
     for (j = 0; j < 2; j++) json_array_foreach(cands[j], i, ap) {
-        if (dp_policy_cr_selects(ap, cfg->root_ns, ns, labels)) {
+        if (dp_policy_cr_selects(ap, root, ns, labels)) {
             char key[512];
 
             snprintf(key, sizeof(key), "%s/%s", dp_kube_meta_str(ap, "namespace"),
@@ -577,106 +650,116 @@ static int pod_policies(const struct op_mesh_config *cfg, const json_t *pod,
             json_array_append_new(out, json_string(key));
         }
     }
-    if (json_array_size(pa_list) > 0) {
+    if (json_array_size(c->pa_list) > 0) {
+        /* without a selector PA in the namespace (root ones are ignored for selection) the
+         * keys depend on the namespace only: compute them once per namespace */
+        bool memo = json_object_get(c->pa_sel_ns, ns) == NULL;
         struct dp_policy_diags pd = {0};
 
-        if (dp_policy_peerauthn_keys(pa_list, cfg->root_ns, ns, labels, &keys, &pd) == 0) {
-            json_array_foreach(keys, i, kv) {
-                json_array_append(out, kv);
-            }
-            json_decref(keys);
+        keys = memo ? json_incref(json_object_get(c->pa_memo, ns)) : NULL;
+        if (keys == NULL && dp_policy_peerauthn_keys(c->pa_list, root, ns, labels, &keys, &pd) == 0 &&
+            memo)
+            json_object_set(c->pa_memo, ns, keys);
+        json_array_foreach(keys, i, kv) {
+            json_array_append(out, kv);
         }
+        json_decref(keys);
     }
     json_decref(labels);
+    return 0;
+}
+
+/* The workload of `pod` into *ret_obj (NEW; NULL = the pod is no workload) and its uid. */
+static int build_workload(struct wl_ctx *c, const json_t *pod, char *uid, size_t uidsz,
+                          json_t **ret_obj)
+{
+    static const char *const cname_keys[] = {"service.istio.io/canonical-name",
+                                             "app.kubernetes.io/name", "app", NULL};
+    static const char *const crev_keys[] = {"service.istio.io/canonical-revision",
+                                            "app.kubernetes.io/version", "version", NULL};
+    const struct op_mesh_config *cfg = c->cfg;
+    const char *name = dp_kube_meta_str(pod, "name"), *ns = dp_kube_meta_str(pod, "namespace");
+    const char *phase = jstr(pod, "status", "phase"), *cname, *crev, *wtype;
+    const char *sa = jstr(pod, "spec", "serviceAccountName");
+    const char *redir = dp_kube_annotation(pod, ANN_REDIRECTION);
+    const char *tunnel = dp_kube_label(pod, "networking.istio.io/tunnel");
+    json_t *ips, *obj, *services, *policies, *wp, *labels;
+    char wname[256];
+    int r = 0;
+
+    *ret_obj = NULL;
+    if (name == NULL || ns == NULL)
+        return 0;
+    if (phase != NULL && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))
+        return 0;
+    ips = pod_ips(pod);
+    if (ips == NULL)
+        return -ENOMEM;
+    if (json_array_size(ips) == 0) {
+        json_decref(ips);
+        return 0; /* not scheduled / no sandbox yet */
+    }
+    workload_of(pod, wname, sizeof(wname), &wtype);
+    cname = first_label(pod, cname_keys);
+    crev = first_label(pod, crev_keys);
+    services = json_object();
+    policies = json_array();
+    labels = jget(pod, "metadata", "labels");
+    if (services == NULL || policies == NULL || (r = pod_services(c, pod, services)) < 0 ||
+        (r = pod_policies(c, pod, policies)) < 0) {
+        json_decref(ips);
+        json_decref(services);
+        json_decref(policies);
+        return r < 0 ? r : -ENOMEM;
+    }
+    wp = waypoint_ref(c->in, c->waypoints, pod, ns, true);
+    snprintf(uid, uidsz, "%s//Pod/%s/%s", cfg->cluster_id, ns, name);
+    obj = json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:o,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,"
+                    "s:o,s:i}",
+                    "uid", uid, "podUid", dp_kube_meta_str(pod, "uid"), "name", name,
+                    "namespace", ns, "node", jstr(pod, "spec", "nodeName"), "addresses", ips,
+                    "serviceAccount", sa && sa[0] ? sa : "default", "trustDomain",
+                    cfg->trust_domain, "protocol",
+                    (redir && strcmp(redir, "enabled") == 0) ||
+                                    (tunnel && strcmp(tunnel, "http") == 0)
+                            ? "HBONE"
+                            : "TCP",
+                    "status", pod_ready(pod) ? "Healthy" : "Unhealthy", "canonicalName",
+                    cname ? cname : wname, "canonicalRevision", crev ? crev : "latest",
+                    "workloadName", wname, "workloadType", wtype, "labels",
+                    labels ? json_incref(labels) : json_object(), "services", services, "waypoint",
+                    wp ? wp : json_null(), "authorizationPolicies", policies, "capacity", 1);
+    if (obj == NULL)
+        return -ENOMEM;
+    *ret_obj = obj;
     return 0;
 }
 
 static int build_workloads(const struct op_inputs *in, const struct op_mesh_config *cfg,
                            const json_t *waypoints, json_t *out, struct op_snapshot_diags *d)
 {
-    static const char *const cname_keys[] = {"service.istio.io/canonical-name",
-                                             "app.kubernetes.io/name", "app", NULL};
-    static const char *const crev_keys[] = {"service.istio.io/canonical-revision",
-                                            "app.kubernetes.io/version", "version", NULL};
-    json_t *slices = slice_index(in), *pa_list = json_array(), *pa, *pod;
-    json_t *svc_by_ns = index_by_ns(in->services, true);
-    json_t *ap_by_ns = index_by_ns(in->authorization_policies, true);
+    struct wl_ctx c;
     const char *k;
-    int r = 0;
+    json_t *pod;
+    int r;
 
-    if (slices == NULL || pa_list == NULL || svc_by_ns == NULL || ap_by_ns == NULL) {
-        r = -ENOMEM;
-        goto out;
-    }
-    json_object_foreach((json_t *)in->peer_authentications, k, pa) {
-        json_array_append(pa_list, pa);
-    }
-
+    (void)d;
+    r = wl_ctx_init(&c, in, cfg, waypoints, NULL);
+    if (r < 0)
+        return r;
     json_object_foreach((json_t *)in->pods, k, pod) {
-        const char *name = dp_kube_meta_str(pod, "name"), *ns = dp_kube_meta_str(pod, "namespace");
-        const char *phase = jstr(pod, "status", "phase"), *cname, *crev, *wtype;
-        const char *sa = jstr(pod, "spec", "serviceAccountName");
-        const char *redir = dp_kube_annotation(pod, ANN_REDIRECTION);
-        const char *tunnel = dp_kube_label(pod, "networking.istio.io/tunnel");
-        json_t *ips, *obj, *services, *policies, *wp, *labels;
-        char uid[700], wname[256];
+        char uid[700];
+        json_t *obj;
 
-        if (name == NULL || ns == NULL)
-            continue;
-        if (phase != NULL && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))
-            continue;
-        ips = pod_ips(pod);
-        if (ips == NULL) {
+        r = build_workload(&c, pod, uid, sizeof(uid), &obj);
+        if (r < 0)
+            break;
+        if (obj != NULL && json_object_set_new(out, uid, obj) < 0) {
             r = -ENOMEM;
-            goto out;
+            break;
         }
-        if (json_array_size(ips) == 0) {
-            json_decref(ips);
-            continue; /* not scheduled / no sandbox yet */
-        }
-        workload_of(pod, wname, sizeof(wname), &wtype);
-        cname = first_label(pod, cname_keys);
-        crev = first_label(pod, crev_keys);
-        services = json_object();
-        policies = json_array();
-        labels = jget(pod, "metadata", "labels");
-        if (services == NULL || policies == NULL ||
-            (r = pod_services(in, cfg, pod, slices, svc_by_ns, services)) < 0 ||
-            (r = pod_policies(cfg, pod, ap_by_ns, pa_list, policies)) < 0) {
-            json_decref(ips);
-            json_decref(services);
-            json_decref(policies);
-            r = r < 0 ? r : -ENOMEM;
-            goto out;
-        }
-        wp = waypoint_ref(in, waypoints, pod, ns, true);
-        snprintf(uid, sizeof(uid), "%s//Pod/%s/%s", cfg->cluster_id, ns, name);
-        obj = json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:o,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,"
-                        "s:o,s:i}",
-                        "uid", uid, "podUid", dp_kube_meta_str(pod, "uid"), "name", name,
-                        "namespace", ns, "node", jstr(pod, "spec", "nodeName"), "addresses", ips,
-                        "serviceAccount", sa && sa[0] ? sa : "default", "trustDomain",
-                        cfg->trust_domain, "protocol",
-                        (redir && strcmp(redir, "enabled") == 0) ||
-                                        (tunnel && strcmp(tunnel, "http") == 0)
-                                ? "HBONE"
-                                : "TCP",
-                        "status", pod_ready(pod) ? "Healthy" : "Unhealthy", "canonicalName",
-                        cname ? cname : wname, "canonicalRevision", crev ? crev : "latest",
-                        "workloadName", wname, "workloadType", wtype, "labels",
-                        labels ? json_incref(labels) : json_object(), "services", services, "waypoint",
-                        wp ? wp : json_null(), "authorizationPolicies", policies, "capacity", 1);
-        if (obj == NULL || json_object_set_new(out, uid, obj) < 0) {
-            r = -ENOMEM;
-            goto out;
-        }
-        (void)d;
     }
-out:
-    json_decref(slices);
-    json_decref(pa_list);
-    json_decref(svc_by_ns);
-    json_decref(ap_by_ns);
+    wl_ctx_done(&c);
     return r;
 }
 
@@ -761,6 +844,297 @@ int op_snapshot_build(const struct op_inputs *in, const struct op_mesh_config *c
     return 0;
 }
 
+/* ------------------------------------------------------------------ incremental */
+
+int op_changes_add(struct op_changes *ch, enum op_input_kind kind, const char *key)
+{
+    if (ch->all)
+        return 0;
+    if (ch->keys[kind] == NULL)
+        ch->keys[kind] = json_object();
+    if (ch->keys[kind] == NULL || json_object_set_new(ch->keys[kind], key, json_true()) < 0) {
+        ch->all = true;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+bool op_changes_empty(const struct op_changes *ch)
+{
+    if (ch->all)
+        return false;
+    for (int i = 0; i < OP_IN_COUNT; i++)
+        if (json_object_size(ch->keys[i]) > 0)
+            return false;
+    return true;
+}
+
+void op_changes_clear(struct op_changes *ch)
+{
+    for (int i = 0; i < OP_IN_COUNT; i++) {
+        json_decref(ch->keys[i]);
+        ch->keys[i] = NULL;
+    }
+    ch->all = false;
+}
+
+/* the namespace part of an informer key "<ns>/<name>" into buf; false without one */
+static bool key_ns(const char *key, char *buf, size_t bufsz)
+{
+    const char *slash = strchr(key, '/');
+
+    if (slash == NULL || (size_t)(slash - key) >= bufsz)
+        return false;
+    memcpy(buf, key, (size_t)(slash - key));
+    buf[slash - key] = '\0';
+    return true;
+}
+
+/* Put obj (NEW) under key in out, or the previous object if equal (sharing); NULL obj deletes
+ * the key. Records the key in touched. */
+static int place(json_t *out, const json_t *prev, json_t *touched, const char *key, json_t *obj)
+{
+    json_t *old = json_object_get(prev, key);
+
+    if (json_object_set_new(touched, key, json_true()) < 0) {
+        json_decref(obj);
+        return -ENOMEM;
+    }
+    if (obj == NULL) {
+        json_object_del(out, key);
+        return 0;
+    }
+    if (old != NULL && json_equal(old, obj)) {
+        json_decref(obj);
+        obj = json_incref(old);
+    }
+    return json_object_set_new(out, key, obj) < 0 ? -ENOMEM : 0;
+}
+
+/* Do waypoint references (key, `for`, addresses: what services and workloads copy) differ? */
+static bool waypoint_refs_differ(const json_t *a, const json_t *b)
+{
+    const char *k;
+    json_t *wa;
+
+    if (json_object_size(a) != json_object_size(b))
+        return true;
+    json_object_foreach((json_t *)a, k, wa) {
+        json_t *wb = json_object_get(b, k);
+
+        if (wb == NULL || !json_equal(json_object_get(wa, "for"), json_object_get(wb, "for")) ||
+            !json_equal(json_object_get(wa, "addresses"), json_object_get(wb, "addresses")))
+            return true;
+    }
+    return false;
+}
+
+/* After a full rebuild: objects equal to prev's become prev's (shared by reference). */
+static void share_unchanged(const json_t *prev, json_t *snap)
+{
+    for (size_t i = 0; i < 4; i++) {
+        const char *kind = i == 0 ? "workload" : i == 1 ? "service" : i == 2 ? "policy" : "waypoint";
+        json_t *o = json_object_get(prev, kind), *n = json_object_get(snap, kind), *obj;
+        const char *k;
+        void *tmp;
+
+        json_object_foreach_safe(n, tmp, k, obj) {
+            json_t *old = json_object_get(o, k);
+
+            if (old != NULL && old != obj && json_equal(old, obj))
+                json_object_set(n, k, old);
+        }
+    }
+}
+
+static int set_add(json_t *set, const char *key)
+{
+    return json_object_set_new(set, key, json_true()) < 0 ? -ENOMEM : 0;
+}
+
+int op_snapshot_update(const json_t *prev, const struct op_inputs *in,
+                       const struct op_mesh_config *cfg, const struct op_changes *ch,
+                       json_t **ret_snap, json_t **ret_touched, struct op_snapshot_diags *diags)
+{
+    json_t *snap = NULL, *touched = NULL, *wps = NULL, *aff_ns = NULL, *pods = NULL;
+    json_t *pod_ns = NULL, *v, *obj;
+    const json_t *prev_wps = json_object_get(prev, "waypoint");
+    bool all_pods = false, policies = false;
+    struct wl_ctx c;
+    const char *k;
+    char ns[256];
+    int r = -ENOMEM;
+
+    if (prev == NULL || ch->all)
+        goto full;
+    wps = json_object();
+    if (wps == NULL || (r = build_waypoints(in, cfg, wps, diags)) < 0)
+        goto fail;
+    if (waypoint_refs_differ(prev_wps, wps))
+        goto full; /* services and workloads carry waypoint references: rebuild all */
+    r = -ENOMEM;
+    snap = json_pack("{s:o,s:o,s:o,s:O}", "workload",
+                     json_copy(json_object_get(prev, "workload")), "service",
+                     json_copy(json_object_get(prev, "service")), "policy",
+                     json_copy(json_object_get(prev, "policy")), "waypoint", wps);
+    touched = json_pack("{s:{},s:{},s:{},s:{}}", "workload", "service", "policy", "waypoint");
+    aff_ns = json_object();
+    pods = json_object();
+    pod_ns = json_object();
+    if (snap == NULL || touched == NULL || aff_ns == NULL || pods == NULL || pod_ns == NULL)
+        goto fail;
+    /* waypoints: same keys and references, maybe other nodes */
+    json_object_foreach(wps, k, obj) {
+        if ((r = place(json_object_get(snap, "waypoint"), prev_wps,
+                       json_object_get(touched, "waypoint"), k, json_incref(obj))) < 0)
+            goto fail;
+    }
+    /* services: the changed ones and those of changed namespaces */
+    {
+        json_t *svcs = json_object();
+
+        if (svcs == NULL)
+            goto fail;
+        json_object_foreach(ch->keys[OP_IN_SERVICE], k, v) {
+            set_add(svcs, k);
+        }
+        if (json_object_size(ch->keys[OP_IN_NAMESPACE]) > 0) {
+            json_object_foreach((json_t *)in->services, k, v) {
+                if (key_ns(k, ns, sizeof(ns)) &&
+                    json_object_get(ch->keys[OP_IN_NAMESPACE], ns) != NULL)
+                    set_add(svcs, k);
+            }
+        }
+        json_object_foreach(svcs, k, v) {
+            const json_t *svc = json_object_get(in->services, k);
+            char key[600];
+
+            if (!key_ns(k, ns, sizeof(ns)))
+                continue;
+            set_add(aff_ns, ns);
+            snprintf(key, sizeof(key), "%s/%s.%s.svc.%s", ns, k + strlen(ns) + 1, ns,
+                     cfg->dns_domain);
+            obj = NULL;
+            if (svc != NULL &&
+                (r = build_service(in, cfg, wps, k, svc, key, sizeof(key), &obj, diags)) < 0) {
+                json_decref(svcs);
+                goto fail;
+            }
+            if ((r = place(json_object_get(snap, "service"), json_object_get(prev, "service"),
+                           json_object_get(touched, "service"), key, obj)) < 0) {
+                json_decref(svcs);
+                goto fail;
+            }
+        }
+        json_decref(svcs);
+        r = -ENOMEM;
+    }
+    json_object_foreach(ch->keys[OP_IN_ENDPOINTSLICE], k, v) {
+        if (key_ns(k, ns, sizeof(ns)))
+            set_add(aff_ns, ns);
+    }
+    json_object_foreach(ch->keys[OP_IN_NAMESPACE], k, v) {
+        set_add(aff_ns, k);
+    }
+    /* policies: compile all again (cheap next to workloads); workloads of their namespace */
+    for (int kind = OP_IN_AUTHZ; kind <= OP_IN_PEERAUTHN; kind++) {
+        json_object_foreach(ch->keys[kind], k, v) {
+            policies = true;
+            if (!key_ns(k, ns, sizeof(ns)) || strcmp(ns, cfg->root_ns) == 0)
+                all_pods = true;
+            else
+                set_add(aff_ns, ns);
+        }
+    }
+    if (policies) {
+        json_t *pols = json_object(), *out = json_object_get(snap, "policy");
+        const json_t *prev_pols = json_object_get(prev, "policy");
+        void *tmp;
+
+        if (pols == NULL || (r = build_policies(in, cfg, pols, diags)) < 0) {
+            json_decref(pols);
+            goto fail;
+        }
+        json_object_foreach_safe(out, tmp, k, obj) {
+            if (json_object_get(pols, k) == NULL &&
+                (r = place(out, prev_pols, json_object_get(touched, "policy"), k, NULL)) < 0) {
+                json_decref(pols);
+                goto fail;
+            }
+        }
+        json_object_foreach(pols, k, obj) {
+            if ((r = place(out, prev_pols, json_object_get(touched, "policy"), k,
+                           json_incref(obj))) < 0) {
+                json_decref(pols);
+                goto fail;
+            }
+        }
+        json_decref(pols);
+        r = -ENOMEM;
+    }
+    /* workloads: changed pods, and every pod of an affected namespace */
+    json_object_foreach(ch->keys[OP_IN_POD], k, v) {
+        set_add(pods, k);
+    }
+    if (all_pods || json_object_size(aff_ns) > 0) {
+        json_object_foreach((json_t *)in->pods, k, v) {
+            if (all_pods ||
+                (key_ns(k, ns, sizeof(ns)) && json_object_get(aff_ns, ns) != NULL))
+                set_add(pods, k);
+        }
+    }
+    json_object_foreach(pods, k, v) {
+        if (key_ns(k, ns, sizeof(ns)))
+            set_add(pod_ns, ns);
+    }
+    if (json_object_size(pods) > 0) {
+        r = wl_ctx_init(&c, in, cfg, wps, all_pods ? NULL : pod_ns);
+        if (r < 0)
+            goto fail;
+        json_object_foreach(pods, k, v) {
+            const json_t *pod = json_object_get(in->pods, k);
+            char uid[700];
+
+            obj = NULL;
+            if (pod != NULL && (r = build_workload(&c, pod, uid, sizeof(uid), &obj)) < 0)
+                break;
+            snprintf(uid, sizeof(uid), "%s//Pod/%s", cfg->cluster_id, k);
+            if ((r = place(json_object_get(snap, "workload"), json_object_get(prev, "workload"),
+                           json_object_get(touched, "workload"), uid, obj)) < 0)
+                break;
+        }
+        wl_ctx_done(&c);
+        if (r < 0)
+            goto fail;
+    }
+    json_decref(wps);
+    json_decref(aff_ns);
+    json_decref(pods);
+    json_decref(pod_ns);
+    *ret_snap = snap;
+    *ret_touched = touched;
+    return 0;
+
+full:
+    json_decref(wps);
+    r = op_snapshot_build(in, cfg, &snap, diags);
+    if (r < 0)
+        return r;
+    if (prev != NULL)
+        share_unchanged(prev, snap);
+    *ret_snap = snap;
+    *ret_touched = NULL;
+    return 0;
+fail:
+    json_decref(snap);
+    json_decref(touched);
+    json_decref(wps);
+    json_decref(aff_ns);
+    json_decref(pods);
+    json_decref(pod_ns);
+    return r;
+}
+
 /* ------------------------------------------------------------------ diff */
 
 static const char *const KIND_ORDER[] = {"waypoint", "service", "policy", "workload"};
@@ -798,8 +1172,8 @@ static const char **sorted_keys(const json_t *o, size_t *ret_n)
     return keys;
 }
 
-int op_snapshot_diff(const json_t *old_snap, const json_t *new_snap,
-                     unsigned long long first_version, json_t **ret_events)
+int op_snapshot_diff_keys(const json_t *old_snap, const json_t *new_snap, const json_t *touched,
+                          unsigned long long first_version, json_t **ret_events)
 {
     unsigned long long v = first_version;
     json_t *events = json_array();
@@ -811,7 +1185,8 @@ int op_snapshot_diff(const json_t *old_snap, const json_t *new_snap,
         const json_t *o = json_object_get(old_snap, KIND_ORDER[i]);
         const json_t *n = json_object_get(new_snap, KIND_ORDER[i]);
         size_t nk = 0;
-        const char **keys = sorted_keys(n, &nk);
+        const char **keys = sorted_keys(touched ? json_object_get(touched, KIND_ORDER[i]) : n,
+                                        &nk);
 
         if (keys == NULL) {
             r = -ENOMEM;
@@ -820,7 +1195,8 @@ int op_snapshot_diff(const json_t *old_snap, const json_t *new_snap,
         for (size_t j = 0; j < nk && r == 0; j++) {
             json_t *obj = json_object_get(n, keys[j]), *prev = json_object_get(o, keys[j]);
 
-            if (prev == NULL || !json_equal(prev, obj))
+            /* json_equal() is true at once for the same (shared) object */
+            if (obj != NULL && (prev == NULL || !json_equal(prev, obj)))
                 r = push_event(events, "upsert", &v, KIND_ORDER[i], keys[j], obj);
         }
         free(keys);
@@ -829,14 +1205,15 @@ int op_snapshot_diff(const json_t *old_snap, const json_t *new_snap,
         const json_t *o = json_object_get(old_snap, KIND_ORDER[i]);
         const json_t *n = json_object_get(new_snap, KIND_ORDER[i]);
         size_t nk = 0;
-        const char **keys = sorted_keys(o, &nk);
+        const char **keys = sorted_keys(touched ? json_object_get(touched, KIND_ORDER[i]) : o,
+                                        &nk);
 
         if (keys == NULL) {
             r = -ENOMEM;
             break;
         }
         for (size_t j = 0; j < nk && r == 0; j++) {
-            if (json_object_get(n, keys[j]) == NULL)
+            if (json_object_get(o, keys[j]) != NULL && json_object_get(n, keys[j]) == NULL)
                 r = push_event(events, "delete", &v, KIND_ORDER[i], keys[j], NULL);
         }
         free(keys);
@@ -847,6 +1224,12 @@ int op_snapshot_diff(const json_t *old_snap, const json_t *new_snap,
     }
     *ret_events = events;
     return 0;
+}
+
+int op_snapshot_diff(const json_t *old_snap, const json_t *new_snap,
+                     unsigned long long first_version, json_t **ret_events)
+{
+    return op_snapshot_diff_keys(old_snap, new_snap, NULL, first_version, ret_events);
 }
 
 int op_snapshot_full(const json_t *snap, unsigned long long version, json_t **ret_events)

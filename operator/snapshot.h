@@ -28,6 +28,7 @@
 #ifndef OP_SNAPSHOT_H
 #define OP_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -63,6 +64,56 @@ struct op_snapshot_diags {
 int op_snapshot_build(const struct op_inputs *in, const struct op_mesh_config *cfg,
                       json_t **ret_snap, struct op_snapshot_diags *diags);
 
+/** Kinds of informer input, for op_changes. */
+enum op_input_kind {
+    OP_IN_NAMESPACE,
+    OP_IN_POD,
+    OP_IN_SERVICE,
+    OP_IN_ENDPOINTSLICE,
+    OP_IN_NODE,
+    OP_IN_GATEWAY,
+    OP_IN_AUTHZ,
+    OP_IN_PEERAUTHN,
+    OP_IN_COUNT,
+};
+
+/** Which inputs changed since a snapshot was built: informer keys ("<ns>/<name>", "<name>")
+ *  per kind, or `all` (first build, mesh config change, relist). Zero-initialise; owns its
+ *  sets. */
+struct op_changes {
+    json_t *keys[OP_IN_COUNT]; /* key -> true; NULL = none */
+    bool all;
+};
+
+/** Record a changed object (added, updated or deleted). 0 or -ENOMEM (then `all` is set, so
+ *  nothing is lost). */
+int op_changes_add(struct op_changes *ch, enum op_input_kind kind, const char *key);
+bool op_changes_empty(const struct op_changes *ch);
+/** Forget everything (after a rebuild). */
+void op_changes_clear(struct op_changes *ch);
+
+/**
+ * Incremental build: the snapshot for `in`, given `prev` (built from the inputs as they were
+ * before `ch`) — equal to op_snapshot_build(in) but only the objects the changes can affect are
+ * recomputed:
+ *   Pod                      -> its workload
+ *   Service, EndpointSlice   -> the service + the workloads of its namespace
+ *   Namespace                -> its services and workloads (waypoint labels)
+ *   AuthorizationPolicy, PA  -> every policy (compiled again, cheap) + the workloads of its
+ *                               namespace, or all workloads for the root namespace
+ *   Node, Gateway, Service   -> waypoints (recomputed every time: few); a waypoint that
+ *                               appears, vanishes or changes address/`for` rebuilds everything
+ * `prev` stays untouched (immutable): the new snapshot shares every unchanged object with it by
+ * reference (a recomputed object equal to its previous version is the previous one).
+ * @param ret_snap    NEW reference
+ * @param ret_touched NEW reference {kind: {key: true}}: the only keys that may differ from
+ *                    prev (for op_snapshot_diff_keys); NULL when everything was rebuilt.
+ * @return 0 or -ENOMEM.
+ */
+int op_snapshot_update(const json_t *prev, const struct op_inputs *in,
+                       const struct op_mesh_config *cfg, const struct op_changes *ch,
+                       json_t **ret_snap, json_t **ret_touched, struct op_snapshot_diags *diags);
+
 /**
  * Events turning `old` (NULL = empty) into `new`: upserts for new/changed objects and deletes
  * for vanished ones, in kind order waypoint, service, policy, workload for upserts (so a
@@ -72,6 +123,11 @@ int op_snapshot_build(const struct op_inputs *in, const struct op_mesh_config *c
 int op_snapshot_diff(const json_t *old_snap, const json_t *new_snap,
                      unsigned long long first_version,
                      json_t **ret_events);
+
+/** op_snapshot_diff() looking only at the keys in `touched` ({kind: {key: true}}, as from
+ *  op_snapshot_update; NULL = every key). */
+int op_snapshot_diff_keys(const json_t *old_snap, const json_t *new_snap, const json_t *touched,
+                          unsigned long long first_version, json_t **ret_events);
 
 /** All objects of a snapshot as upsert events (a full push). NEW array. */
 int op_snapshot_full(const json_t *snap, unsigned long long version, json_t **ret_events);
