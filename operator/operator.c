@@ -56,7 +56,8 @@ struct op_ctx {
     struct dp_kube_informer *inf[INF_COUNT];
     struct op_ca *ca;
 
-    json_t *snap;        /* current mesh objects */
+    json_t *snap;        /* current mesh objects (immutable: replaced, never modified) */
+    struct op_changes changes; /* informer changes since snap was built */
     uint64_t version;    /* last event version */
     json_t *log;         /* recent events, oldest first */
     bool ready;
@@ -115,19 +116,26 @@ static void rebuild(struct op_ctx *op)
     size_t i;
     int r;
 
-    r = op_snapshot_build(&in, &op->opts.mesh, &snap, &diags);
+    json_t *touched = NULL;
+
+    /* the first snapshot is a full build; later ones recompute what the changes affect */
+    if (!op->ready)
+        op->changes.all = true;
+    r = op_snapshot_update(op->snap, &in, &op->opts.mesh, &op->changes, &snap, &touched, &diags);
     if (r < 0) {
         dp_error(SCOPE, "snapshot build failed", DP_LERR(r));
-        return;
+        return; /* the changes stay recorded: the next rebuild retries them */
     }
     for (i = 0; i < diags.n; i++)
         dp_warn(SCOPE, "skipped object", DP_LS("reason", diags.items[i]));
-    r = op_snapshot_diff(op->snap, snap, op->version + 1, &events);
+    r = op_snapshot_diff_keys(op->snap, snap, touched, op->version + 1, &events);
+    json_decref(touched);
     if (r < 0) {
         json_decref(snap);
         dp_error(SCOPE, "snapshot diff failed", DP_LERR(r));
         return;
     }
+    op_changes_clear(&op->changes);
     json_decref(op->snap);
     op->snap = snap;
     op->version += json_array_size(events);
@@ -355,6 +363,38 @@ static bool is_kind(const json_t *obj, const char *kind)
     return k != NULL && strcmp(k, kind) == 0;
 }
 
+/* Which snapshot input an informer object is (-1: none). */
+static int input_kind(const json_t *obj)
+{
+    static const char *const kinds[OP_IN_COUNT] = {
+            [OP_IN_NAMESPACE] = "Namespace",        [OP_IN_POD] = "Pod",
+            [OP_IN_SERVICE] = "Service",            [OP_IN_ENDPOINTSLICE] = "EndpointSlice",
+            [OP_IN_NODE] = "Node",                  [OP_IN_GATEWAY] = "Gateway",
+            [OP_IN_AUTHZ] = "AuthorizationPolicy",  [OP_IN_PEERAUTHN] = "PeerAuthentication",
+    };
+    const char *k = json_string_value(json_object_get(obj, "kind"));
+
+    for (int i = 0; k != NULL && i < OP_IN_COUNT; i++)
+        if (strcmp(k, kinds[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* Remember what changed for the incremental rebuild, and schedule it. */
+static void changed(struct op_ctx *op, const json_t *obj)
+{
+    int kind = input_kind(obj);
+    char key[600];
+
+    if (kind >= 0) {
+        if (dp_kube_obj_key(obj, key, sizeof(key)) < 0)
+            op->changes.all = true;
+        else
+            op_changes_add(&op->changes, (enum op_input_kind)kind, key);
+    }
+    mark_dirty(op);
+}
+
 static void on_obj_add(json_t *obj, void *arg)
 {
     struct op_ctx *op = arg;
@@ -372,7 +412,7 @@ static void on_obj_add(json_t *obj, void *arg)
             queue_root(op, ns_obj);
         }
     }
-    mark_dirty(op);
+    changed(op, obj);
 }
 
 static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
@@ -388,7 +428,7 @@ static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
         strcmp(json_string_value(json_object_get(new_obj, "kind")), "Namespace") == 0 &&
         op->opts.write_selector != NULL)
         queue_root(op, new_obj);
-    mark_dirty(op);
+    changed(op, new_obj);
 }
 
 static void on_obj_delete(json_t *obj, void *arg)
@@ -399,7 +439,7 @@ static void on_obj_delete(json_t *obj, void *arg)
         dp_loop_defer(op->loop, &op->ca_reload);
         return;
     }
-    mark_dirty(op);
+    changed(op, obj);
 }
 
 /*
@@ -449,6 +489,7 @@ static void on_synced(struct dp_kube_informer *inf, void *arg)
 
     dp_info(SCOPE, "informer synced", DP_LS("resource", dp_kube_informer_resource(inf)->resource),
             DP_LU("objects", dp_kube_store_size(dp_kube_informer_store(inf))));
+    op->changes.all = true; /* (re)listed: rebuild everything once */
     mark_dirty(op);
 }
 
@@ -543,6 +584,7 @@ void op_free(struct op_ctx *op)
     op_ca_free(op->ca);
     json_decref(op->snap);
     json_decref(op->log);
+    op_changes_clear(&op->changes);
     free(op);
 }
 
