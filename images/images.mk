@@ -1,18 +1,19 @@
-# make images: one OCI image per program from images/*.Dockerfile, with podman or buildah when
-# the machine has one (this project's CI machine has no container engine: the local cluster maps
-# image names to the built binaries instead, see test/cluster/images.map).
-IMAGE_TAG ?= 0.1.0
+# make images: one OCI image per program from images/*.Dockerfile, built with podman or buildah
+# (multi-stage: compiled inside a Debian build stage, minimal Debian runtime stage). Without a
+# working engine it prints why and skips (exit 0). See images/README.md.
+#   make images                          all images, named $(IMAGE_REGISTRY)/$(IMAGE_REPO)/<name>:$(IMAGE_TAG)
+#   make images IMAGES="ambit-node"      only some
+#   make images-save                     also docker-archive tarballs in build/images/
+#   make images IMAGE_BASE=docker.io/library/debian:bookworm-slim   (a machine that can pull)
+IMAGE_REGISTRY ?= docker.io
 IMAGE_REPO ?= ambit
-.PHONY: images
+IMAGE_TAG ?= 0.1.0
+IMAGE_BASE ?= localhost/ambit/debian:bookworm
+IMAGES ?=
+IMAGES_ENV = IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_REPO=$(IMAGE_REPO) IMAGE_TAG=$(IMAGE_TAG) \
+	IMAGE_BASE=$(IMAGE_BASE)
+.PHONY: images images-save
 images:
-	@engine=$$(command -v podman || command -v buildah || true); \
-	if [ -z "$$engine" ]; then \
-	    echo "images: no podman or buildah on this machine; skipping (apt-get install podman to build)"; \
-	    exit 0; \
-	fi; \
-	for f in images/*.Dockerfile; do \
-	    n=$$(basename $$f .Dockerfile); \
-	    echo "images: $(IMAGE_REPO)/$$n:$(IMAGE_TAG)"; \
-	    case $$engine in *buildah) $$engine bud -f $$f -t $(IMAGE_REPO)/$$n:$(IMAGE_TAG) . ;; \
-	    *) $$engine build -f $$f -t $(IMAGE_REPO)/$$n:$(IMAGE_TAG) . ;; esac || exit 1; \
-	done
+	@$(IMAGES_ENV) images/build.sh $(IMAGES)
+images-save:
+	@$(IMAGES_ENV) images/build.sh --save $(IMAGES)
