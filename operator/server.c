@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "serving_cert.h"
 
 #define SCOPE            "operator"
 #define MAX_CSR          (64u << 10)
@@ -29,6 +31,7 @@ struct op_server {
     struct dp_httpd *httpd;
     SSL_CTX *ssl_ctx;
     unsigned ssl_ca_generation; /* CA generation the serving certificate was issued from */
+    int64_t ssl_renew_at;       /* unix time: issue a new serving certificate after this */
     struct dp_httpd_transport transport;
     struct dp_list streams;
     unsigned n_streams;
@@ -43,6 +46,7 @@ void op_server_config_defaults(struct op_server_config *c)
     c->token_audience = "istio-ca";
     c->ping_ms = 15000;
     c->max_stream_pending = 4u << 20;
+    c->serving_ttl_s = OP_SERVING_TTL_S;
 }
 
 /* ------------------------------------------------------------------ TLS transport */
@@ -54,18 +58,27 @@ static int tls_on_accept(void *targ, int fd, void **ret_ctx)
     struct op_server *srv = targ;
     SSL *ssl;
 
-    if (srv->ssl_ca_generation != op_ca_generation(srv->op)) {
-        /* the CA changed (cacerts): issue a new serving certificate from it */
+    if (srv->ssl_ca_generation != op_ca_generation(srv->op) ||
+        (int64_t)time(NULL) >= srv->ssl_renew_at) {
+        /* the CA changed (cacerts) or the certificate is two thirds through its life: issue a
+         * new one; connections keep a reference to the context they were accepted with */
         SSL_CTX *old = srv->ssl_ctx;
+        int r;
 
         srv->ssl_ctx = NULL;
-        if (make_ssl_ctx(srv) == 0) {
-            SSL_CTX_free(old); /* connections hold their own reference */
+        r = make_ssl_ctx(srv);
+        if (r == 0) {
+            SSL_CTX_free(old);
+            dp_info(SCOPE, "serving certificate issued", DP_LS("server", srv->cfg.listen),
+                    DP_LI("renew_at", srv->ssl_renew_at));
         } else {
-            SSL_CTX_free(srv->ssl_ctx);
+            /* keep serving the old one; try again in a minute, not on every accept */
             srv->ssl_ctx = old;
+            srv->ssl_ca_generation = op_ca_generation(srv->op);
+            srv->ssl_renew_at = (int64_t)time(NULL) + 60;
+            dp_error(SCOPE, "cannot issue a new serving certificate, keeping the old one",
+                     DP_LS("server", srv->cfg.listen), DP_LERR(r));
         }
-        srv->ssl_ca_generation = op_ca_generation(srv->op);
     }
     ssl = SSL_new(srv->ssl_ctx);
     if (ssl == NULL)
@@ -125,72 +138,15 @@ static void tls_close(void *ctx)
     }
 }
 
-/* A serving certificate (P-256, DNS SANs) signed by the operator's CA. */
+/* A serving certificate for this server, issued from the operator's current CA. */
 static int make_ssl_ctx(struct op_server *srv)
 {
-    const struct op_ca *ca = op_ca(srv->op);
-    const char *ns = op_opts(srv->op)->namespace;
-    EVP_PKEY *key = NULL;
-    X509 *cert = NULL;
-    X509_EXTENSION *ext;
-    X509V3_CTX v3;
-    char san[1024];
-    int r = -EIO;
+    int r = op_serving_ctx_new(op_ca(srv->op), op_opts(srv->op)->namespace,
+                               srv->cfg.serving_ttl_s, (int64_t)time(NULL), &srv->ssl_ctx,
+                               &srv->ssl_renew_at);
 
-    if (dp_ca_key_new(&key) < 0)
-        return -ENOMEM;
-    cert = X509_new();
-    if (cert == NULL)
-        goto out;
-    X509_set_version(cert, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), (long)(dp_now_us() & 0x7fffffff));
-    X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 365L * 86400);
-    X509_set_pubkey(cert, key);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "O", MBSTRING_ASC,
-                               (const unsigned char *)"ambit", -1, -1, 0);
-    X509_set_issuer_name(cert, X509_get_subject_name(ca->ca->cert));
-    snprintf(san, sizeof(san),
-             "DNS:istiod.%s.svc,DNS:istiod.%s.svc.cluster.local,DNS:istiod.%s,DNS:istiod,"
-             "DNS:ambit-operator.%s.svc,DNS:ambit-operator.%s.svc.cluster.local,"
-             "DNS:ambit-operator.%s,DNS:ambit-operator,DNS:localhost,IP:127.0.0.1",
-             ns, ns, ns, ns, ns, ns);
-    X509V3_set_ctx(&v3, ca->ca->cert, cert, NULL, NULL, 0);
-    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
-    if (ext == NULL)
-        goto out;
-    X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_ext_key_usage, "serverAuth");
-    if (ext != NULL) {
-        X509_add_ext(cert, ext, -1);
-        X509_EXTENSION_free(ext);
-    }
-    if (X509_sign(cert, ca->ca->key, EVP_sha256()) <= 0)
-        goto out;
-    srv->ssl_ctx = SSL_CTX_new(TLS_server_method());
-    if (srv->ssl_ctx == NULL)
-        goto out;
-    SSL_CTX_set_min_proto_version(srv->ssl_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(srv->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                           SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    srv->ssl_ca_generation = op_ca_generation(srv->op);
-    if (SSL_CTX_use_certificate(srv->ssl_ctx, cert) != 1 ||
-        SSL_CTX_use_PrivateKey(srv->ssl_ctx, key) != 1)
-        goto out;
-    /* send the chain up to (not including) the root */
-    SSL_CTX_add1_chain_cert(srv->ssl_ctx, ca->ca->cert);
-    for (int i = 0; ca->ca->chain && i < sk_X509_num(ca->ca->chain); i++) {
-        X509 *x = sk_X509_value(ca->ca->chain, i);
-
-        if (X509_check_issued(x, x) != X509_V_OK)
-            SSL_CTX_add1_chain_cert(srv->ssl_ctx, x);
-    }
-    r = 0;
-out:
-    ERR_clear_error();
-    X509_free(cert);
-    EVP_PKEY_free(key);
+    if (r == 0)
+        srv->ssl_ca_generation = op_ca_generation(srv->op);
     return r;
 }
 

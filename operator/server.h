@@ -23,8 +23,11 @@
  * default istio-ca) and requires a trusted node-agent service account (csr_authz.h).
  *
  * TLS: the listener serves TLS 1.2+ with a serving certificate issued by the operator's own CA
- * (SANs istiod.<ns>.svc, ambit-operator.<ns>.svc and their short forms, plus localhost), so
- * agents verify it against the published root; `plaintext` serves HTTP (tests, debugging).
+ * (serving_cert.h: SANs istiod.<ns>.svc, ambit-operator.<ns>.svc and their short forms, plus
+ * localhost), so agents verify it against the published root and the API server against the
+ * webhook's caBundle (webhook_config.h). A new certificate is issued at the first handshake
+ * after the CA changed or after two thirds of its lifetime; `plaintext` serves HTTP (tests,
+ * debugging).
  */
 #ifndef OP_SERVER_H
 #define OP_SERVER_H
@@ -44,6 +47,7 @@ struct op_server_config {
     uint64_t ping_ms;            /* 15000 */
     size_t max_stream_pending;   /* 4 MiB */
     bool webhook;                /* serve only POST /validate (the admission webhook, 15017) */
+    int64_t serving_ttl_s;       /* serving certificate lifetime (serving_cert.h; 30 days) */
 };
 
 void op_server_config_defaults(struct op_server_config *c);
