@@ -47,6 +47,8 @@ RES(DP_KUBE_RES_REQUESTAUTHENTICATIONS, "security.istio.io", "v1", "requestauthe
     "RequestAuthentication", true);
 RES(DP_KUBE_RES_TELEMETRIES, "telemetry.istio.io", "v1", "telemetries", "Telemetry", true);
 RES(DP_KUBE_RES_MESHES, "install.ambit.dev", "v1alpha1", "meshes", "Mesh", false);
+RES(DP_KUBE_RES_VALIDATING_WEBHOOK_CONFIGS, "admissionregistration.k8s.io", "v1",
+    "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false);
 
 /* ------------------------------------------------------------------ paths */
 

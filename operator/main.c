@@ -20,12 +20,14 @@
 #include "operator/server.h"
 #include "operator/status.h"
 #include "operator/waypoints.h"
+#include "operator/webhook_config.h"
 
 #define SCOPE "operator"
 
 struct main_ctx {
     struct op_waypoints *wps;
     struct op_status *status;
+    struct op_webhook_config *wcfg;
     struct dp_loop *loop;
     FILE *events_out;
     struct op_sub sub;
@@ -45,6 +47,7 @@ static void on_lead(void *arg)
     op_set_leader(m->op, true);
     op_waypoints_set_active(m->wps, true);
     op_status_set_active(m->status, true);
+    op_webhook_config_kick(m->wcfg);
 }
 
 static void on_unlead(void *arg)
@@ -139,6 +142,14 @@ static void usage(FILE *f)
                "  --token-audience AUD  audience of node agent tokens (default istio-ca; '' = any)\n"
                "  --no-leader-elect     write without a Lease (single replica, tests)\n"
                "  --webhook-listen ADDR validating admission webhook (default 0.0.0.0:15017; '' = off)\n"
+               "  --webhook-config NAME ValidatingWebhookConfiguration whose caBundle (and\n"
+               "                        failurePolicy) the leader maintains (default\n"
+               "                        $WEBHOOK_CONFIG_NAME; '' = leave it alone)\n"
+               "  --webhook-failure-policy Fail|Ignore  Fail (default, $WEBHOOK_FAILURE_POLICY):\n"
+               "                        set Fail once a dry run proved the webhook serves;\n"
+               "                        Ignore: keep every entry fail-open\n"
+               "  --serving-cert-ttl SECONDS  lifetime of the 15012/15017 certificate (default\n"
+               "                        30 days; renewed after two thirds)\n"
                "  --write-selector SEL  only write into namespaces/Mesh objects matching SEL\n"
                "  --node-agent-account NS/SA  trusted node agent service account (repeatable;\n"
                "                        default <namespace>/ztunnel and <namespace>/ambit-node)\n");
@@ -189,6 +200,9 @@ int main(int argc, char **argv)
             {"no-leader-elect", no_argument, NULL, 'L'},
             {"write-selector", required_argument, NULL, 'W'},
             {"webhook-listen", required_argument, NULL, 'V'},
+            {"webhook-config", required_argument, NULL, 'C'},
+            {"webhook-failure-policy", required_argument, NULL, 'F'},
+            {"serving-cert-ttl", required_argument, NULL, 'T'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
     };
@@ -197,6 +211,8 @@ int main(int argc, char **argv)
     struct op_server_config scfg;
     struct op_server *srv = NULL, *webhook = NULL;
     const char *webhook_listen = "0.0.0.0:15017";
+    const char *webhook_config = getenv("WEBHOOK_CONFIG_NAME");
+    const char *webhook_policy = getenv("WEBHOOK_FAILURE_POLICY");
     struct op_waypoints *wps = NULL;
     const char *metrics_listen = "0.0.0.0:15014";
     struct op_ctx *op = NULL;
@@ -261,6 +277,25 @@ int main(int argc, char **argv)
         case 'V':
             webhook_listen = optarg;
             break;
+        case 'C':
+            webhook_config = optarg;
+            break;
+        case 'F':
+            webhook_policy = optarg;
+            break;
+        case 'T': {
+            char *end;
+
+            scfg.serving_ttl_s = strtoll(optarg, &end, 10);
+            if (*end != '\0' || scfg.serving_ttl_s < 3) {
+                fprintf(stderr, "ambit-operator: --serving-cert-ttl: want seconds >= 3, got '%s'\n",
+                        optarg);
+                if (m.events_out != NULL)
+                    fclose(m.events_out);
+                return 2;
+            }
+            break;
+        }
         case 'W':
             if (dp_kube_selector_matches(optarg, NULL) < 0) {
                 fprintf(stderr, "ambit-operator: --write-selector: bad selector\n");
@@ -289,6 +324,14 @@ int main(int argc, char **argv)
     }
     if (optind != argc) {
         usage(stderr);
+        return 2;
+    }
+    if (webhook_policy != NULL && webhook_policy[0] != '\0' &&
+        strcmp(webhook_policy, "Fail") != 0 && strcmp(webhook_policy, "Ignore") != 0) {
+        fprintf(stderr, "ambit-operator: --webhook-failure-policy (WEBHOOK_FAILURE_POLICY): want "
+                        "Fail or Ignore, got '%s'\n", webhook_policy);
+        if (m.events_out != NULL)
+            fclose(m.events_out);
         return 2;
     }
     if (n_accounts == 0) {
@@ -374,6 +417,18 @@ int main(int argc, char **argv)
                     DP_LU("port", port));
         }
     }
+    if (webhook != NULL && webhook_config != NULL && webhook_config[0] != '\0') {
+        bool fail_closed = webhook_policy == NULL || strcmp(webhook_policy, "Ignore") != 0;
+
+        r = op_webhook_config_new(op, webhook_config, fail_closed, 0, &m.wcfg);
+        if (r < 0) {
+            dp_error(SCOPE, "cannot manage the webhook configuration",
+                     DP_LS("name", webhook_config), DP_LERR(r));
+            goto out;
+        }
+        dp_info(SCOPE, "managing the webhook configuration", DP_LS("name", webhook_config),
+                DP_LS("failure_policy", fail_closed ? "Fail once verified" : "Ignore"));
+    }
     r = op_start(op);
     if (r < 0) {
         dp_error(SCOPE, "cannot start informers", DP_LERR(r));
@@ -391,6 +446,7 @@ out:
         while (dp_now_ms() < until && dp_loop_run_once(m.loop, 50) >= 0)
             ;
     }
+    op_webhook_config_free(m.wcfg);
     op_server_free(webhook);
     op_server_free(srv);
     op_waypoints_free(wps);

@@ -49,6 +49,11 @@ static void test_paths(void **state)
     assert_int_equal(dp_kube_path(&DP_KUBE_RES_MESHES, NULL, "default", NULL, NULL, &p), 0);
     assert_string_equal(p, "/apis/install.ambit.dev/v1alpha1/meshes/default");
     free(p);
+    assert_int_equal(dp_kube_path(&DP_KUBE_RES_VALIDATING_WEBHOOK_CONFIGS, "ignored", "v", NULL,
+                                  NULL, &p),
+                     0);
+    assert_string_equal(p, "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/v");
+    free(p);
     /* hostile segments */
     assert_int_equal(dp_kube_path(&DP_KUBE_RES_PODS, "a/b", "x", NULL, NULL, &p), -EINVAL);
     assert_int_equal(dp_kube_path(&DP_KUBE_RES_PODS, "ns", "..", NULL, NULL, &p), -EINVAL);
