@@ -97,5 +97,30 @@ t_eq "no ClusterRole grants secrets" 0 "$crole_secrets"
 pod_delete=$(printf '%s\n' "$rbac" | awk '/^kind: (Cluster)?Role$/{c=1} /^---/{c=0} c' |
     grep -A3 -E 'resources: \[(pods|"\*")' | grep -c 'delete')
 t_eq "no role grants pod deletion" 0 "$pod_delete"
+expect_fail "control-plane: bad webhook.failurePolicy" 'failurePolicy' \
+    charts/control-plane --set webhook.failurePolicy=Maybe
+
+# the validating webhook: shipped fail-open (the operator decides when to fail closed), its RBAC
+# limited to its own configuration, and nothing of it when disabled
+cp=$("$HELM" template x charts/control-plane -n mesh-a)
+t_eq "webhook: one ValidatingWebhookConfiguration, named after the namespace" "ambit-validator-mesh-a" \
+    "$(printf '%s\n' "$cp" | awk '/^kind: ValidatingWebhookConfiguration$/{v=1} v && /^  name: /{print $2; exit}')"
+t_eq "webhook: every entry ships failurePolicy Ignore" "Ignore" \
+    "$(printf '%s\n' "$cp" | awk '/^kind: ValidatingWebhookConfiguration$/{v=1} /^---/{v=0} v' | awk '/failurePolicy:/{print $2}' | sort -u | xargs)"
+t_eq "webhook: no caBundle in the chart (the operator owns it)" 0 "$(printf '%s\n' "$cp" | grep -c '^ *caBundle:')"
+t_eq "webhook: configuration RBAC restricted to its name" \
+    "resourceNames: [ambit-validator-mesh-a] verbs: [get, list, watch, patch]" \
+    "$(printf '%s\n' "$cp" | grep -A2 'resources: \[validatingwebhookconfigurations\]' | tail -2 | xargs)"
+t_match "webhook: operator told the configuration and the policy" 'WEBHOOK_CONFIG_NAME value: ambit-validator-mesh-a - name: WEBHOOK_FAILURE_POLICY value: Fail' \
+    "$(printf '%s\n' "$cp" | grep -A1 -E 'name: WEBHOOK_(CONFIG_NAME|FAILURE_POLICY)' | xargs)"
+t_eq "webhook Fail: the dry-run probe may create virtualservices" 1 \
+    "$(printf '%s\n' "$cp" | grep -c 'resources: \[virtualservices\]')"
+ign=$("$HELM" template x charts/control-plane -n mesh-a --set webhook.failurePolicy=Ignore)
+t_eq "webhook Ignore: no virtualservices create grant" 0 "$(printf '%s\n' "$ign" | grep -c 'resources: \[virtualservices\]')"
+t_match "webhook Ignore: operator told to stay fail-open" 'WEBHOOK_FAILURE_POLICY value: Ignore' \
+    "$(printf '%s\n' "$ign" | grep -A1 'name: WEBHOOK_FAILURE_POLICY' | xargs)"
+off=$("$HELM" template x charts/control-plane -n mesh-a --set webhook.enabled=false)
+t_eq "webhook disabled: no configuration, no grants, no env" 0 \
+    "$(printf '%s\n' "$off" | grep -c -E 'ValidatingWebhookConfiguration|validatingwebhookconfigurations|WEBHOOK_|virtualservices\]')"
 
 t_end
