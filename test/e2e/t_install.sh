@@ -3,7 +3,9 @@
 # helm install of base, control-plane, cni and node-agent in the walkthrough's order with --wait,
 # every mesh pod Ready, four `deployed` releases, `kubectl get mesh` Ready, least-privilege RBAC
 # of the three service accounts against the real API, ambient pods enrolled through the chain;
-# then helm uninstall in reverse order: no ambit object, no plugin in any node's conflist, no
+# the validating webhook (caBundle filled in by the operator and verifying its certificate from
+# the API server's netns, fail closed once proven, invalid / valid / warning-only VirtualServices,
+# RBAC limited to its own configuration); then helm uninstall in reverse order: no ambit object, no plugin in any node's conflist, no
 # nftables table of ours in node or pod netns, and the remaining pods keep their networking.
 #
 # The charts run this worktree's binaries: the test maps a per-run image prefix to
@@ -111,6 +113,19 @@ t_eq "RBAC: ambit-cni cannot read secrets in $NS" no "$(kubectl auth can-i --as=
 t_eq "RBAC: ambit-operator can watch pods cluster-wide" yes "$(kubectl auth can-i --as="$(sa ambit-operator)" watch pods -A 2>/dev/null)"
 t_eq "RBAC: ambit-node can watch pods cluster-wide" yes "$(kubectl auth can-i --as="$(sa ambit-node)" watch pods -A 2>/dev/null)"
 t_eq "RBAC: ambit-cni can get pods" yes "$(kubectl auth can-i --as="$(sa ambit-cni)" get pods -n default 2>/dev/null)"
+# the webhook configuration: the operator may touch its own and no other
+VWC=ambit-validator-$NS
+for v in get list watch patch; do
+    t_eq "RBAC: ambit-operator can $v validatingwebhookconfigurations/$VWC" yes \
+        "$(kubectl auth can-i --as="$(sa ambit-operator)" "$v" "validatingwebhookconfigurations/$VWC" 2>/dev/null)"
+done
+for q in "patch validatingwebhookconfigurations/other" "update validatingwebhookconfigurations/$VWC" \
+    "delete validatingwebhookconfigurations/$VWC" "create validatingwebhookconfigurations" \
+    "list validatingwebhookconfigurations" "patch mutatingwebhookconfigurations/$VWC" \
+    "create virtualservices.networking.istio.io -n default"; do
+    # shellcheck disable=SC2086
+    t_eq "RBAC: ambit-operator cannot $q" no "$(kubectl auth can-i --as="$(sa ambit-operator)" $q 2>/dev/null)"
+done
 
 # ---------------------------------------------------------------- workloads: ambient and plain
 kubectl create ns "$NS_APP" >>"$T_LOG" 2>&1
@@ -154,6 +169,47 @@ t_eq "ambient client -> ambient httpbin (cross-node, through the node agents)" 2
     "$(curl_from "$NS_APP" client "http://httpbin.$NS_APP:8000/get")"
 t_match "ambient pods have ambit's nftables table in their netns" . "$(pod_tables)"
 pod_tables >>"$T_LOG"
+
+# ---------------------------------------------------------------- validating webhook (#6, #7)
+# The API server calls istiod.$NS.svc:443 at the operator pod's IP (--enable-aggregator-routing:
+# endpoints, not the ClusterIP) from the control-plane netns, verifying the certificate against
+# the caBundle the operator filled in.
+cabundles() { kubectl get validatingwebhookconfiguration "$VWC" -o jsonpath='{range .webhooks[*]}{.clientConfig.caBundle}{"\n"}{end}' 2>/dev/null; }
+filled() { [ -n "$(cabundles)" ] && [ -z "$(cabundles | grep -v .)" ]; }
+t_check "webhook configuration $VWC: caBundle filled in on every entry" t_wait_for 30 filled
+cabundles | head -1 | base64 -d >"$T_DIR/cabundle.pem" 2>>"$T_LOG"
+kubectl -n "$NS" get configmap istio-ca-root-cert -o jsonpath='{.data.root-cert\.pem}' >"$T_DIR/root.pem" 2>>"$T_LOG"
+t_check "caBundle is the mesh root (istio-ca-root-cert)" cmp -s "$T_DIR/cabundle.pem" "$T_DIR/root.pem"
+opip=$(kubectl -n "$NS" get pods -l app=ambit-operator -o jsonpath='{.items[0].status.podIP}')
+t_check "the operator's 15017 certificate verifies with caBundle for istiod.$NS.svc (from the API server's netns)" \
+    ip netns exec "$CP_NS" openssl s_client -connect "$opip:15017" -servername "istiod.$NS.svc" \
+    -CAfile "$T_DIR/cabundle.pem" -verify_return_error -verify_hostname "istiod.$NS.svc" </dev/null
+fail_closed() { [ "$(kubectl get validatingwebhookconfiguration "$VWC" -o jsonpath='{.webhooks[*].failurePolicy}')" = Fail ]; }
+t_check "failurePolicy Fail once the operator's dry run was denied by its webhook" t_wait_for 30 fail_closed
+kubectl -n "$NS" logs -l app=ambit-operator --tail=-1 2>&1 | grep -i webhook >>"$T_LOG"
+vs() { # vs <name> <host> <regex>
+    cat <<VS
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: $1, namespace: $NS_APP}
+spec:
+  hosts: [httpbin]
+  http:
+  - match: [{uri: {regex: '$3'}}]
+    route: [{destination: {host: $2}}]
+VS
+}
+out=$(vs wh-bad httpbin '(unclosed' | kubectl apply -f - 2>&1)
+echo "$out" >>"$T_LOG"
+t_match "kubectl apply of a VirtualService with an invalid regex is rejected, naming the field" \
+    'admission webhook "validation.ambit.dev" denied the request: spec\.http\[0\]\.match\[0\]\.uri: regex "\(unclosed" does not compile' "$out"
+t_expect_fail "the rejected VirtualService was not stored" kubectl -n "$NS_APP" get virtualservice wh-bad
+out=$(vs wh-good httpbin '^/get' | kubectl apply -f - 2>&1)
+t_eq "a valid VirtualService is admitted without warnings" "virtualservice.networking.istio.io/wh-good created" "$out"
+out=$(vs wh-warn nosuchservice '^/x' | kubectl apply -f - 2>&1)
+t_match "a VirtualService with only a warning is admitted, kubectl shows the warning" \
+    'Warning: .*nosuchservice.*not a known.* virtualservice.networking.istio.io/wh-warn created' "$(tr "\n" " " <<<"$out")"
+kubectl -n "$NS_APP" delete virtualservice wh-good wh-warn >>"$T_LOG" 2>&1
 
 # ---------------------------------------------------------------- rolling update keeps capture
 # a restarted DaemonSet pod is an update, not an uninstall: plugin and in-pod rules stay
@@ -205,6 +261,7 @@ left=$(
     kubectl get cm,secret,sa,role,rolebinding,lease -A -o name -l app.kubernetes.io/part-of=ambit 2>/dev/null
 )
 t_eq "no ambit object left outside $NS (CRDs are kept on purpose)" "" "$(xargs <<<"$left")"
+t_expect_fail "webhook configuration $VWC is gone" kubectl get validatingwebhookconfiguration "$VWC"
 # What stays in the namespace, as with Istio: the operator's self-signed CA (a reinstall keeps
 # the same root, so workloads keep trusting each other) and its leader-election Lease; both go
 # with `kubectl delete namespace istio-system`, the last uninstall step.
