@@ -194,12 +194,13 @@ static void on_probe_done(int r, long http, json_t *body, const char *errmsg, vo
     }
     /* admitted (the API server does not call us yet, or cannot verify us: Ignore let it
      * through), or no VirtualService kind, or not allowed: try again later */
-    if (!wc->probe_logged)
+    if (!wc->probe_logged && r == 0)
         dp_info(SCOPE, "admission webhook not verified yet, keeping failurePolicy",
                 DP_LS("name", wc->name),
-                DP_LS("detail", r == 0 ? "an invalid VirtualService was admitted (dry run)"
-                                       : errmsg),
-                DP_LERR(r));
+                DP_LS("detail", "an invalid VirtualService was admitted (dry run)"));
+    else if (!wc->probe_logged)
+        dp_info(SCOPE, "admission webhook not verified yet, keeping failurePolicy",
+                DP_LS("name", wc->name), DP_LS("detail", msg ?: errmsg), DP_LERR(r));
     wc->probe_logged = true;
     failed(wc);
 }
