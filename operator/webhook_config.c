@@ -362,7 +362,7 @@ int op_webhook_config_new(struct op_ctx *op, const char *name, bool fail_closed,
     wc->op = op;
     wc->name = name;
     wc->fail_closed = fail_closed;
-    wc->resync_ms = resync_ms ? resync_ms : 5000;
+    wc->resync_ms = resync_ms ? resync_ms : 1000;
     dp_defer_init(&wc->reconcile, on_reconcile, wc);
     dp_timer_init(&wc->resync, on_resync, wc);
     dp_timer_init(&wc->retry, on_retry, wc);

@@ -9,7 +9,7 @@
  * and JSON-patches every webhook entry's clientConfig.caBundle to base64(PEM of the mesh root,
  * which verifies the serving certificate, serving_cert.h). It patches again whenever the object
  * changes (someone blanked it, helm re-created it) and when the CA changes (checked every
- * few seconds against op_ca). A missing object is not an error: logged once at info, watched.
+ * second against op_ca). A missing object is not an error: logged once at info, watched.
  *
  * failurePolicy, as Istio's validation controller does it: the chart ships `Ignore` (fail open:
  * an operator that is not there yet cannot block Istio objects); with fail_closed the leader
@@ -51,7 +51,8 @@ bool op_webhook_denied_by(const json_t *vwc, const char *message);
 
 /**
  * Manage the configuration `name` (borrowed, must outlive wc). fail_closed: see above.
- * resync_ms: how often the CA is compared (default 5000 when 0). Informer started here.
+ * resync_ms: how often the CA is compared (a local check; 0 = every second). Starts its
+ * informer.
  * 0 or -errno.
  */
 int op_webhook_config_new(struct op_ctx *op, const char *name, bool fail_closed,
