@@ -26,6 +26,9 @@ enum inf_idx {
     INF_PEERAUTHN,
     INF_MESHES,
     INF_CACERTS,
+    INF_VIRTUALSERVICES, /* analysis only (analysis.h): not part of the snapshot */
+    INF_DESTINATIONRULES,
+    INF_SERVICEENTRIES,
     INF_COUNT,
 };
 
@@ -45,7 +48,22 @@ static const struct {
         [INF_MESHES] = {&DP_KUBE_RES_MESHES, false},
         /* the plug-in CA Secret (operator namespace, field selector): reloaded on change */
         [INF_CACERTS] = {&DP_KUBE_RES_SECRETS, false},
+        /* routing config: analyzed (status, webhook), not streamed to node agents */
+        [INF_VIRTUALSERVICES] = {&DP_KUBE_RES_VIRTUALSERVICES, false},
+        [INF_DESTINATIONRULES] = {&DP_KUBE_RES_DESTINATIONRULES, false},
+        [INF_SERVICEENTRIES] = {&DP_KUBE_RES_SERVICEENTRIES, false},
 };
+
+/* Kinds the snapshot does not read: a change notifies the config subscribers only. */
+static bool analysis_only(const json_t *obj)
+{
+    const char *k = json_string_value(json_object_get(obj, "kind"));
+    const char *av = json_string_value(json_object_get(obj, "apiVersion"));
+
+    return k != NULL && av != NULL && strncmp(av, "networking.istio.io/", 20) == 0 &&
+           (strcmp(k, "VirtualService") == 0 || strcmp(k, "DestinationRule") == 0 ||
+            strcmp(k, "ServiceEntry") == 0);
+}
 
 struct op_ctx {
     struct dp_loop *loop;
@@ -64,6 +82,7 @@ struct op_ctx {
     struct dp_timer debounce;
     uint64_t dirty_since_ms; /* 0 = clean */
     struct dp_list subs;
+    struct dp_list config_subs; /* notified of analysis-only changes */
 
     struct dp_kube_queue roots; /* namespaces whose root ConfigMap needs writing */
     struct dp_timer roots_timer;
@@ -395,10 +414,25 @@ static void changed(struct op_ctx *op, const json_t *obj)
     mark_dirty(op);
 }
 
+static void config_changed(struct op_ctx *op)
+{
+    struct dp_list *p, *t;
+
+    dp_list_for_each_safe(p, t, &op->config_subs) {
+        struct op_sub *s = dp_container_of(p, struct op_sub, link);
+
+        s->cb(op, NULL, s->arg);
+    }
+}
+
 static void on_obj_add(json_t *obj, void *arg)
 {
     struct op_ctx *op = arg;
 
+    if (analysis_only(obj)) {
+        config_changed(op);
+        return;
+    }
     if (is_kind(obj, "Secret")) {
         dp_loop_defer(op->loop, &op->ca_reload);
         return;
@@ -420,6 +454,10 @@ static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
     struct op_ctx *op = arg;
 
     (void)old_obj;
+    if (analysis_only(new_obj)) {
+        config_changed(op);
+        return;
+    }
     if (is_kind(new_obj, "Secret")) {
         dp_loop_defer(op->loop, &op->ca_reload);
         return;
@@ -435,6 +473,10 @@ static void on_obj_delete(json_t *obj, void *arg)
 {
     struct op_ctx *op = arg;
 
+    if (analysis_only(obj)) {
+        config_changed(op);
+        return;
+    }
     if (is_kind(obj, "Secret")) {
         dp_loop_defer(op->loop, &op->ca_reload);
         return;
@@ -489,6 +531,11 @@ static void on_synced(struct dp_kube_informer *inf, void *arg)
 
     dp_info(SCOPE, "informer synced", DP_LS("resource", dp_kube_informer_resource(inf)->resource),
             DP_LU("objects", dp_kube_store_size(dp_kube_informer_store(inf))));
+    if (inf == op->inf[INF_VIRTUALSERVICES] || inf == op->inf[INF_DESTINATIONRULES] ||
+        inf == op->inf[INF_SERVICEENTRIES]) {
+        config_changed(op);
+        return;
+    }
     op->changes.all = true; /* (re)listed: rebuild everything once */
     mark_dirty(op);
 }
@@ -511,6 +558,7 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
     op->opts = *opts;
     op->leader = true;
     dp_list_init(&op->subs);
+    dp_list_init(&op->config_subs);
     dp_timer_init(&op->debounce, on_debounce, op);
     dp_timer_init(&op->roots_timer, on_roots_timer, op);
     dp_defer_init(&op->ca_reload, on_ca_reload, op);
@@ -631,6 +679,13 @@ void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *a
     dp_list_add_tail(&op->subs, &sub->link);
 }
 
+void op_subscribe_config(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg)
+{
+    sub->cb = cb;
+    sub->arg = arg;
+    dp_list_add_tail(&op->config_subs, &sub->link);
+}
+
 void op_unsubscribe(struct op_sub *sub)
 {
     dp_list_del(&sub->link);
@@ -710,6 +765,33 @@ const json_t *op_gateways(const struct op_ctx *op)
 const json_t *op_authorization_policies(const struct op_ctx *op)
 {
     return cache(op, INF_AUTHZ);
+}
+
+const json_t *op_peer_authentications(const struct op_ctx *op)
+{
+    return cache(op, INF_PEERAUTHN);
+}
+
+const json_t *op_virtual_services(const struct op_ctx *op)
+{
+    return cache(op, INF_VIRTUALSERVICES);
+}
+
+const json_t *op_destination_rules(const struct op_ctx *op)
+{
+    return cache(op, INF_DESTINATIONRULES);
+}
+
+const json_t *op_service_entries(const struct op_ctx *op)
+{
+    return cache(op, INF_SERVICEENTRIES);
+}
+
+bool op_config_synced(const struct op_ctx *op)
+{
+    return dp_kube_informer_synced(op->inf[INF_VIRTUALSERVICES]) &&
+           dp_kube_informer_synced(op->inf[INF_DESTINATIONRULES]) &&
+           dp_kube_informer_synced(op->inf[INF_SERVICEENTRIES]);
 }
 
 const json_t *op_meshes(const struct op_ctx *op)

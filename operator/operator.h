@@ -74,6 +74,10 @@ bool op_may_write(const struct op_ctx *op, const char *ns, const json_t *labels)
 
 /** Subscribe to pushes (sub is caller-owned, embedded). */
 void op_subscribe(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg);
+/** Subscribe to changes of the kinds only the analyzer reads (VirtualService,
+ *  DestinationRule, ServiceEntry): cb runs with events == NULL from the informer callback,
+ *  once per change (debounce in cb). */
+void op_subscribe_config(struct op_ctx *op, struct op_sub *sub, op_push_cb *cb, void *arg);
 void op_unsubscribe(struct op_sub *sub);
 
 /** The current CA (borrowed: valid until the next loop round; it is replaced when Secret
@@ -90,6 +94,13 @@ const json_t *op_nodes(const struct op_ctx *op);
 const json_t *op_services(const struct op_ctx *op);
 const json_t *op_authorization_policies(const struct op_ctx *op);
 const json_t *op_meshes(const struct op_ctx *op);
+const json_t *op_peer_authentications(const struct op_ctx *op);
+const json_t *op_virtual_services(const struct op_ctx *op);
+const json_t *op_destination_rules(const struct op_ctx *op);
+const json_t *op_service_entries(const struct op_ctx *op);
+/** The VirtualService, DestinationRule and ServiceEntry informers each listed once (false
+ *  while those CRDs are not installed). */
+bool op_config_synced(const struct op_ctx *op);
 
 /** Counters for metrics. */
 struct op_stats {

@@ -623,12 +623,6 @@ static void on_ready(struct dp_httpd_resp *resp, const struct dp_http_request *r
 
 /* ------------------------------------------------------------------ admission webhook */
 
-static bool denying(const char *code)
-{
-    return strcmp(code, "InvalidRegex") == 0 || strcmp(code, "WeightsNot100") == 0 ||
-           strcmp(code, "SelectorAndTargetRefs") == 0;
-}
-
 static void on_validate(struct dp_httpd_resp *resp, const struct dp_http_request *req, void *arg)
 {
     struct op_server *srv = arg;
@@ -637,8 +631,14 @@ static void on_validate(struct dp_httpd_resp *resp, const struct dp_http_request
     json_t *single = json_object(), *warnings = json_array(), *out;
     const char *uid = json_string_value(json_object_get(request, "uid"));
     const char *kind = json_string_value(json_object_get(json_object_get(request, "kind"), "kind"));
-    struct op_analyze_inputs in = {.services = op_services(srv->op), .pods = op_pods(srv->op),
-                                   .dns_domain = op_opts(srv->op)->mesh.dns_domain};
+    /* the live caches, the reviewed object replacing its stored version */
+    struct dp_analyze_inputs in = {.services = op_services(srv->op), .pods = op_pods(srv->op),
+                                   .virtual_services = op_virtual_services(srv->op),
+                                   .destination_rules = op_destination_rules(srv->op),
+                                   .service_entries = op_service_entries(srv->op),
+                                   .dns_domain = op_opts(srv->op)->mesh.dns_domain,
+                                   .root_ns = op_opts(srv->op)->mesh.root_ns};
+    json_t *merged = NULL;
     char denial[1024] = "", key[600];
     size_t off = 0, i;
 
@@ -662,25 +662,41 @@ static void on_validate(struct dp_httpd_resp *resp, const struct dp_http_request
                                 json_string(json_string_value(json_object_get(request, "namespace")) ?: "default"));
         json_object_set_new(single, key, copy);
     }
-    if (strcmp(kind, "VirtualService") == 0)
+    /* the reviewed object is the only subject of its kind; others are references */
+    if (strcmp(kind, "VirtualService") == 0) {
         in.virtual_services = single;
-    else if (strcmp(kind, "DestinationRule") == 0)
+    } else if (strcmp(kind, "DestinationRule") == 0) {
+        in.virtual_services = NULL;
         in.destination_rules = single;
-    else if (strcmp(kind, "AuthorizationPolicy") == 0)
-        in.authorization_policies = single;
-    else if (strcmp(kind, "RequestAuthentication") == 0)
-        in.request_authentications = single;
-    else if (strcmp(kind, "Telemetry") == 0)
-        in.telemetries = single;
-    if (op_analyze(&in, &findings) == 0) {
+    } else {
+        in.virtual_services = NULL;
+        in.destination_rules = NULL;
+        if (strcmp(kind, "AuthorizationPolicy") == 0)
+            in.authorization_policies = single;
+        else if (strcmp(kind, "RequestAuthentication") == 0)
+            in.request_authentications = single;
+        else if (strcmp(kind, "Telemetry") == 0)
+            in.telemetries = single;
+        else if (strcmp(kind, "PeerAuthentication") == 0 &&
+                 (merged = json_deep_copy(op_peer_authentications(srv->op) ?: single)) != NULL &&
+                 json_object_update(merged, single) == 0)
+            in.peer_authentications = merged; /* conflicts are with the other policies */
+    }
+    if (dp_analyze(&in, &findings) == 0) {
         json_array_foreach(findings, i, f) {
             const char *code = json_string_value(json_object_get(f, "code"));
-            char line[700];
+            char line[700], fkey[600];
 
+            snprintf(fkey, sizeof(fkey), "%s/%s",
+                     json_string_value(json_object_get(f, "namespace")) ?: "",
+                     json_string_value(json_object_get(f, "name")) ?: "");
+            if (strcmp(json_string_value(json_object_get(f, "kind")) ?: "", kind) != 0 ||
+                strcmp(fkey, key) != 0)
+                continue; /* about another object */
             snprintf(line, sizeof(line), "%s: %s",
                      json_string_value(json_object_get(f, "path")),
                      json_string_value(json_object_get(f, "message")));
-            if (denying(code)) {
+            if (dp_analyze_rejects(code)) {
                 if (off < sizeof(denial) - 1)
                     off += (size_t)snprintf(denial + off, sizeof(denial) - off, "%s%s",
                                             off ? "; " : "", line);
@@ -704,6 +720,7 @@ static void on_validate(struct dp_httpd_resp *resp, const struct dp_http_request
     send_json(resp, 200, out);
     json_decref(findings);
     json_decref(single);
+    json_decref(merged);
     json_decref(review);
 }
 
