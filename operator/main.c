@@ -16,6 +16,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "operator/analysis.h"
 #include "operator/operator.h"
 #include "operator/server.h"
 #include "operator/status.h"
@@ -28,6 +29,7 @@ struct main_ctx {
     struct op_waypoints *wps;
     struct op_status *status;
     struct op_webhook_config *wcfg;
+    struct op_analysis *analysis;
     struct dp_loop *loop;
     FILE *events_out;
     struct op_sub sub;
@@ -48,6 +50,7 @@ static void on_lead(void *arg)
     op_waypoints_set_active(m->wps, true);
     op_status_set_active(m->status, true);
     op_webhook_config_kick(m->wcfg);
+    op_analysis_set_active(m->analysis, true);
 }
 
 static void on_unlead(void *arg)
@@ -57,6 +60,7 @@ static void on_unlead(void *arg)
     op_set_leader(m->op, false);
     op_waypoints_set_active(m->wps, false);
     op_status_set_active(m->status, false);
+    op_analysis_set_active(m->analysis, false);
 }
 
 static bool on_ready_check(void *arg, char *reason, size_t reason_sz)
@@ -362,6 +366,9 @@ int main(int argc, char **argv)
     r = op_status_new(op, &m.status);
     if (r < 0)
         goto out;
+    r = op_analysis_new(op, &m.analysis);
+    if (r < 0)
+        goto out;
     if (leader_elect) {
         const char *pod = getenv("POD_NAME");
         char host[256] = "";
@@ -451,6 +458,7 @@ out:
     op_server_free(srv);
     op_waypoints_free(wps);
     op_status_free(m.status);
+    op_analysis_free(m.analysis);
     dp_httpd_free(m.mhttpd);
     dp_admin_ready_free(m.ready);
     dp_timer_cancel(&m.stats_timer);
