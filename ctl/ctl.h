@@ -34,6 +34,21 @@ int ctl_render(FILE *out, enum ctl_view view, enum ctl_output fmt, const json_t 
  *  array of arrays of strings; the first row is the header. */
 int ctl_table_print(FILE *out, const json_t *rows);
 
+/* ambitctl analyze (ctl/analyze.c) */
+/** Run the analyzer (dataplane/analyze.h) over objects (an array of Kubernetes objects;
+ *  `kind: List` expanded; later ones replace earlier ones with the same kind/namespace/name;
+ *  objects without a namespace get default_ns). 0 + NEW findings array, or -errno. */
+int ctl_analyze(const json_t *objects, const char *default_ns, const char *root_ns,
+                json_t **ret_findings);
+/** Print findings: istioctl's `Level [CODE] (Kind ns/name) message` lines (table) or the
+ *  findings as JSON/YAML. Returns the number of Error findings, or -errno. */
+int ctl_analyze_print(FILE *out, const json_t *findings, enum ctl_output fmt);
+struct dp_kube_client;
+/** Append every object the analyzer reads from the cluster (ns NULL = all namespaces) to
+ *  objects; kinds whose CRD is missing are skipped. 0 or -errno (errbuf says which). */
+int ctl_analyze_fetch(struct dp_kube_client *c, const char *ns, json_t *objects, char *errbuf,
+                      size_t errsz);
+
 /* ambitctl x ca root|intermediate — Istio's tools/certs layout (see ctl/ca_tool.c). */
 int ctl_ca_root(const char *dir, int days, int bits, char *errbuf, size_t errsz);
 int ctl_ca_intermediate(const char *root_dir, const char *out_dir, const char *cluster, int days,

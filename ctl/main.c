@@ -39,6 +39,11 @@ struct opts {
     const char *root_dir;
     const char *out_dir;
     const char *cluster;
+    const char *files[64]; /* analyze */
+    int n_files;
+    const char *ns;
+    bool all_ns;
+    int use_kube; /* -1: default (the cluster when no file is given) */
     int admin_port;
     int days;
     int bits;
@@ -55,6 +60,11 @@ static void usage(FILE *f)
           "  ztunnel-config workloads|services|policies|certificates\n"
           "                [--node N] [-o table|json|yaml] [--file DUMP.json]\n"
           "                                            what the node agents serve\n"
+          "  analyze [FILE...] [-f FILE]... [-n NS | -A] [--use-kube[=false]]\n"
+          "          [-o table|json|yaml]          configuration problems (istioctl analyze):\n"
+          "                                            files alone, the cluster when no file is\n"
+          "                                            given, or files over the cluster with\n"
+          "                                            --use-kube; exit 1 on Error findings\n"
           "  x ca root --dir D [--days 3650] [--bits 4096]\n"
           "  x ca intermediate --root-dir D --out O [--cluster NAME] [--days 3650] [--bits 4096]\n"
           "                                            a plug-in CA for the cacerts Secret\n"
@@ -395,6 +405,66 @@ static int cmd_ca(const struct opts *o, const char *what)
     return 0;
 }
 
+static int cmd_analyze(const struct opts *o)
+{
+    bool use_kube = o->use_kube < 0 ? o->n_files == 0 : o->use_kube;
+    json_t *objects = json_array(), *findings = NULL, *shown = NULL, *f;
+    char err[512] = "";
+    size_t i;
+    int r, rc = 2;
+
+    if (objects == NULL)
+        return 1;
+    if (use_kube) {
+        struct dp_kube_config *cfg = NULL;
+        struct dp_kube_client *c = NULL;
+
+        if (connect_cluster(o, &cfg, &c) < 0)
+            goto out;
+        /* every namespace: references cross namespaces; -n only filters what is reported */
+        r = ctl_analyze_fetch(c, NULL, objects, err, sizeof(err));
+        if (r < 0)
+            api_error(c, err, r);
+        dp_kube_client_free(c);
+        dp_kube_config_free(cfg);
+        if (r < 0)
+            goto out;
+    }
+    for (int k = 0; k < o->n_files; k++) {
+        json_t *docs = NULL, *d;
+
+        r = dp_yaml_parse_file(o->files[k], &docs, err, sizeof(err));
+        if (r < 0) {
+            fprintf(stderr, "ambitctl: %s\n", *err ? err : strerror(-r));
+            goto out;
+        }
+        json_array_foreach(docs, i, d) {
+            if (json_is_object(d))
+                json_array_append(objects, d);
+        }
+        json_decref(docs);
+    }
+    r = ctl_analyze(objects, o->ns ? o->ns : "default", o->istio_ns, &findings);
+    if (r < 0) {
+        fprintf(stderr, "ambitctl: analysis failed: %s\n", strerror(-r));
+        goto out;
+    }
+    shown = json_array();
+    json_array_foreach(findings, i, f) {
+        const char *fns = json_string_value(json_object_get(f, "namespace"));
+
+        if (o->all_ns || o->ns == NULL || (fns && strcmp(fns, o->ns) == 0))
+            json_array_append(shown, f);
+    }
+    r = ctl_analyze_print(stdout, shown, o->out);
+    rc = r < 0 ? 2 : r > 0 ? 1 : 0;
+out:
+    json_decref(shown);
+    json_decref(findings);
+    json_decref(objects);
+    return rc;
+}
+
 /* "--flag value" or "--flag=value"; returns the value and advances *i, or NULL */
 static const char *flag_value(int argc, char **argv, int *i, const char *name)
 {
@@ -425,7 +495,7 @@ static int parse_num(const char *flag, const char *v, long lo, long hi, int *ret
 int main(int argc, char **argv)
 {
     struct opts o = {.istio_ns = "istio-system", .admin_port = 15020, .days = 3650, .bits = 4096,
-                     .cluster = "cluster1", .out = CTL_OUT_TABLE};
+                     .cluster = "cluster1", .out = CTL_OUT_TABLE, .use_kube = -1};
     const char *words[4] = {0};
     int nwords = 0;
 
@@ -451,8 +521,24 @@ int main(int argc, char **argv)
                 fprintf(stderr, "ambitctl: -o must be table, json or yaml (got \"%s\")\n", v);
                 return 2;
             }
+        } else if ((v = flag_value(argc, argv, &i, "--filename")) ||
+                   (v = flag_value(argc, argv, &i, "-f"))) {
+            if (o.n_files >= (int)(sizeof(o.files) / sizeof(o.files[0]))) {
+                fprintf(stderr, "ambitctl: at most 64 files\n");
+                return 2;
+            }
+            o.files[o.n_files++] = v;
         } else if ((v = flag_value(argc, argv, &i, "--file"))) {
             o.file = v;
+        } else if ((v = flag_value(argc, argv, &i, "--namespace")) ||
+                   (v = flag_value(argc, argv, &i, "-n"))) {
+            o.ns = v;
+        } else if (!strcmp(a, "-A") || !strcmp(a, "--all-namespaces")) {
+            o.all_ns = true;
+        } else if (!strcmp(a, "--use-kube") || !strcmp(a, "--use-kube=true")) {
+            o.use_kube = 1;
+        } else if (!strcmp(a, "--use-kube=false")) {
+            o.use_kube = 0;
         } else if ((v = flag_value(argc, argv, &i, "--dir"))) {
             o.dir = v;
         } else if ((v = flag_value(argc, argv, &i, "--root-dir"))) {
@@ -474,6 +560,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "ambitctl: unknown or incomplete flag \"%s\"\n", a);
             usage(stderr);
             return 2;
+        } else if (nwords >= 1 && !strcmp(words[0], "analyze")) {
+            if (o.n_files >= (int)(sizeof(o.files) / sizeof(o.files[0]))) {
+                fprintf(stderr, "ambitctl: at most 64 files\n");
+                return 2;
+            }
+            o.files[o.n_files++] = a;
         } else if (nwords < 4) {
             words[nwords++] = a;
         } else {
@@ -487,6 +579,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(words[0], "version"))
         return cmd_version(&o);
+    if (!strcmp(words[0], "analyze"))
+        return cmd_analyze(&o);
     if (!strcmp(words[0], "install-state"))
         return cmd_install_state(&o);
     if (!strcmp(words[0], "ztunnel-config") || !strcmp(words[0], "zc"))

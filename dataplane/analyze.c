@@ -307,6 +307,8 @@ static void check_subsets_select(struct ctx *c, const json_t *dr)
     char key[600], path[256];
     size_t i;
 
+    if (c->in->pods == NULL)
+        return; /* pods unknown (files without any): not a finding */
     if (host == NULL || !resolve_host(c->in, host, c->ns, key, sizeof(key)) ||
         (svc = json_object_get(c->in->services, key)) == NULL)
         return;

@@ -38,7 +38,8 @@
 
 #include <jansson.h>
 
-/** Maps "<ns>/<name>" -> object (borrowed; NULL = none). */
+/** Maps "<ns>/<name>" -> object (borrowed; NULL = none, except pods: NULL = unknown, so
+ *  SubsetSelectsNothing is not checked — e.g. files without any Pod). */
 struct dp_analyze_inputs {
     const json_t *virtual_services, *destination_rules, *service_entries;
     const json_t *services, *pods;

@@ -308,6 +308,32 @@ static void test_key_fallback(void **state)
     json_decref(vss);
 }
 
+/* Pods unknown (NULL, e.g. files without any Pod): subsets are not reported as selecting
+ * nothing; an empty pod map is known to be empty. */
+static void test_pods_unknown(void **state)
+{
+    json_t *svcs = json_pack("{s:{s:{s:s,s:s},s:{s:{s:s}}}}", "bookinfo/reviews", "metadata",
+                             "name", "reviews", "namespace", "bookinfo", "spec", "selector",
+                             "app", "reviews");
+    json_t *drs = json_pack("{s:{s:{s:s,s:s},s:{s:s,s:[{s:s}]}}}", "bookinfo/reviews",
+                            "metadata", "name", "reviews", "namespace", "bookinfo", "spec",
+                            "host", "reviews", "subsets", "name", "v1");
+    json_t *pods = json_object(), *findings = NULL;
+    struct dp_analyze_inputs in = {.services = svcs, .destination_rules = drs};
+
+    (void)state;
+    assert_int_equal(dp_analyze(&in, &findings), 0);
+    assert_int_equal(json_array_size(findings), 0);
+    json_decref(findings);
+    in.pods = pods;
+    assert_int_equal(dp_analyze(&in, &findings), 0);
+    assert_int_equal(json_array_size(findings), 1);
+    json_decref(findings);
+    json_decref(pods);
+    json_decref(drs);
+    json_decref(svcs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +341,7 @@ int main(void)
             cmocka_unit_test(test_messages),
             cmocka_unit_test(test_rejects),
             cmocka_unit_test(test_key_fallback),
+            cmocka_unit_test(test_pods_unknown),
     };
 
     return cmocka_run_group_tests_name("analyze", tests, NULL, NULL);
