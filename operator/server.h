@@ -13,9 +13,10 @@
  *   GET  /ready     -> 200 once the first snapshot is built, else 503.
  *
  * With `webhook`, the server instead answers POST /validate: a validating admission webhook
- * (AdmissionReview v1) for Istio kinds. Analyzer findings that make an object wrong on its own
- * (InvalidRegex, WeightsNot100, SelectorAndTargetRefs) deny it with the findings as the message;
- * other findings are returned as admission warnings. No bearer token: the API server calls it
+ * (AdmissionReview v1) for Istio kinds, analyzed (analyze.h) against the live caches. Findings
+ * that make an object wrong on its own (dp_analyze_rejects: InvalidRegex, SelectorAndTargetRefs)
+ * deny it with the findings as the message; its other findings are returned as admission
+ * warnings. No bearer token: the API server calls it
  * (register it with a ValidatingWebhookConfiguration whose caBundle is the mesh root).
  *
  * Every request except /v1/roots and /ready carries `Authorization: Bearer <projected

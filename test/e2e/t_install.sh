@@ -208,7 +208,7 @@ out=$(vs wh-good httpbin '^/get' | kubectl apply -f - 2>&1)
 t_eq "a valid VirtualService is admitted without warnings" "virtualservice.networking.istio.io/wh-good created" "$out"
 out=$(vs wh-warn nosuchservice '^/x' | kubectl apply -f - 2>&1)
 t_match "a VirtualService with only a warning is admitted, kubectl shows the warning" \
-    'Warning: .*nosuchservice.*not a known.* virtualservice.networking.istio.io/wh-warn created' "$(tr "\n" " " <<<"$out")"
+    'Warning: .*Referenced host not found: "nosuchservice".* virtualservice.networking.istio.io/wh-warn created' "$(tr "\n" " " <<<"$out")"
 kubectl -n "$NS_APP" delete virtualservice wh-good wh-warn >>"$T_LOG" 2>&1
 
 # ---------------------------------------------------------------- rolling update keeps capture

@@ -128,7 +128,7 @@ t_check "an invalid VirtualService is rejected, naming the field" denied bad1
 vs good '^/api' >"$T_DIR/good.yaml"
 out=$(kc apply -f "$T_DIR/good.yaml" 2>&1)
 t_match "a VirtualService with only a warning is admitted, the warning shown" \
-    'Warning: .*reviews.*not a known.*virtualservice.networking.istio.io/good created' "$(tr "\n" " " <<<"$out")"
+    'Warning: .*Referenced host not found: "reviews".*virtualservice.networking.istio.io/good created' "$(tr "\n" " " <<<"$out")"
 
 # someone blanks it (helm upgrade of an old chart, a human): filled in again
 n_updates() { grep -c 'webhook configuration updated' "$LOG"; }
