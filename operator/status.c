@@ -31,6 +31,13 @@ json_t *op_authz_conditions(const json_t *ap, const char *root_ns, json_int_t ge
     size_t off = 0;
     int r;
 
+    if (waypoint && json_object_get(spec, "selector") != NULL)
+        /* the webhook rejects this (analyze.h SelectorAndTargetRefs); one that got in anyway
+         * (webhook off) is neither a valid waypoint nor a ztunnel policy */
+        return json_pack("[{s:s,s:s,s:s,s:s,s:I,s:s}]", "type", "WaypointAccepted", "status",
+                         "False", "reason", "Invalid", "message",
+                         "selector and targetRef(s) cannot be used together", "observedGeneration",
+                         gen, "lastTransitionTime", now);
     if (waypoint)
         return json_pack("[{s:s,s:s,s:s,s:s,s:I,s:s}]", "type", "WaypointAccepted", "status",
                          "True", "reason", "Accepted", "message",

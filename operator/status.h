@@ -3,7 +3,8 @@
  * subresource with field manager "ambit", only when the content changes:
  *   - AuthorizationPolicy: condition ZtunnelAccepted (selector/namespace policies: True
  *     "Accepted", or False "UnsupportedValue" with the compiler's warnings, e.g. HTTP-only
- *     rules dropped) or WaypointAccepted (targetRefs policies, handled by waypoints);
+ *     rules dropped) or WaypointAccepted (targetRefs policies, handled by waypoints; False
+ *     "Invalid" when a selector is set too);
  *   - Mesh (install.ambit.dev, cluster-scoped): version, the operator component's readiness,
  *     condition Ready.
  * Fed by snapshot pushes (so at most once per debounced batch).

@@ -47,6 +47,18 @@ static void test_authz_conditions(void **state)
     json_decref(c);
     json_decref(ap);
 
+    /* selector with targetRefs: invalid (the webhook would have rejected it) */
+    ap = json_loads("{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\"},\"spec\":{\"targetRefs\":"
+                    "[{\"kind\":\"Gateway\",\"name\":\"w\"}],\"selector\":{\"matchLabels\":{\"a\":\"b\"}}}}",
+                    0, NULL);
+    c = op_authz_conditions(ap, "istio-system", 1, "T");
+    assert_string_equal(cond(c, "type"), "WaypointAccepted");
+    assert_string_equal(cond(c, "status"), "False");
+    assert_string_equal(cond(c, "reason"), "Invalid");
+    assert_non_null(strstr(cond(c, "message"), "selector and targetRef"));
+    json_decref(c);
+    json_decref(ap);
+
     ap = json_loads("{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\"},\"spec\":{\"rules\":"
                     "[{\"from\":[{\"source\":{\"ipBlocks\":[\"not-a-cidr\"]}}]}]}}",
                     0, NULL);
