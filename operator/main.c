@@ -39,7 +39,7 @@ struct main_ctx {
     struct dp_admin_ready *ready;
     struct dp_timer stats_timer;
     struct dp_metric_series *m_restarts, *m_rebuilds, *m_events, *m_roots, *m_root_errors,
-            *m_rebuild_ms, *m_version;
+            *m_rebuild_ms, *m_version, *m_findings, *m_an_writes, *m_an_errors;
 };
 
 static void on_lead(void *arg)
@@ -86,6 +86,13 @@ static void on_stats(struct dp_loop *loop, void *arg)
     dp_gauge_set(m->m_root_errors, (double)st->root_publish_errors);
     dp_gauge_set(m->m_rebuild_ms, st->last_rebuild_ms / 1000.0);
     dp_gauge_set(m->m_version, (double)op_version(m->op));
+    if (m->analysis != NULL) {
+        const struct op_analysis_stats *as = op_analysis_stats(m->analysis);
+
+        dp_gauge_set(m->m_findings, (double)as->findings);
+        dp_gauge_set(m->m_an_writes, (double)as->writes);
+        dp_gauge_set(m->m_an_errors, (double)as->write_errors);
+    }
     dp_timer_arm(loop, &m->stats_timer, 2000);
 }
 
@@ -115,7 +122,13 @@ static int setup_metrics(struct main_ctx *m, const char *listen)
         (r = gauge(m->metrics, "ambit_operator_snapshot_build_seconds",
                    "Duration of the last snapshot rebuild", &m->m_rebuild_ms)) < 0 ||
         (r = gauge(m->metrics, "ambit_operator_config_version", "Current config stream version",
-                   &m->m_version)) < 0)
+                   &m->m_version)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_analysis_findings",
+                   "Analyzer findings in the last analysis pass", &m->m_findings)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_analysis_status_writes",
+                   "Status writes of analyzer findings", &m->m_an_writes)) < 0 ||
+        (r = gauge(m->metrics, "ambit_operator_analysis_status_write_errors",
+                   "Failed status writes of analyzer findings", &m->m_an_errors)) < 0)
         return r;
     r = dp_httpd_new(m->loop, &(struct dp_httpd_config){.name = "metrics"}, &m->mhttpd);
     if (r < 0)

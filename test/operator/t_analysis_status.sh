@@ -189,6 +189,10 @@ t_eq "namespace outside --write-selector: no status written" "{}" \
     "$(kc -n "$other" get virtualservice x -o json | jq -c '.status // {}')"
 kc delete ns "$other" --wait=false >/dev/null 2>&1
 
+m=$(curl -s "http://127.0.0.1:$mport/metrics")
+t_match "metrics: findings of the last pass" 'ambit_operator_analysis_findings [1-9]' "$m"
+t_match "metrics: status writes counted" 'ambit_operator_analysis_status_writes [1-9]' "$m"
+t_match "metrics: no failed status writes" 'ambit_operator_analysis_status_write_errors 0' "$m"
 stop_op
 t_expect_fail "no status write failures logged" grep -q 'analysis status write failed' "$T_DIR/operator.log"
 t_end
