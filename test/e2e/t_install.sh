@@ -5,7 +5,8 @@
 # of the three service accounts against the real API, ambient pods enrolled through the chain;
 # the validating webhook (caBundle filled in by the operator and verifying its certificate from
 # the API server's netns, fail closed once proven, invalid / valid / warning-only VirtualServices,
-# RBAC limited to its own configuration); then helm uninstall in reverse order: no ambit object, no plugin in any node's conflist, no
+# Istio writes refused but others fine while the operator is down, RBAC limited to its own
+# configuration); then helm uninstall in reverse order: no ambit object, no plugin in any node's conflist, no
 # nftables table of ours in node or pod netns, and the remaining pods keep their networking.
 #
 # The charts run this worktree's binaries: the test maps a per-run image prefix to
@@ -210,6 +211,21 @@ out=$(vs wh-warn nosuchservice '^/x' | kubectl apply -f - 2>&1)
 t_match "a VirtualService with only a warning is admitted, kubectl shows the warning" \
     'Warning: .*Referenced host not found: "nosuchservice".* virtualservice.networking.istio.io/wh-warn created' "$(tr "\n" " " <<<"$out")"
 kubectl -n "$NS_APP" delete virtualservice wh-good wh-warn >>"$T_LOG" 2>&1
+# operator down: fail closed for Istio kinds only, the rest of the cluster is unaffected
+t_check "operator scaled to 0" kubectl -n "$NS" scale deploy/ambit-operator --replicas=0
+op_gone() { [ -z "$(kubectl -n "$NS" get pods -l app=ambit-operator -o name 2>/dev/null)" ]; }
+t_check "operator pod gone" t_wait_for 60 op_gone
+out=$(vs wh-down httpbin '^/get' | kubectl apply -f - 2>&1)
+echo "$out" >>"$T_LOG"
+t_match "operator down: a VirtualService write is refused (failurePolicy Fail)" \
+    'failed calling webhook "validation.ambit.dev"' "$out"
+t_check "operator down: other writes are unaffected" kubectl -n "$NS_APP" create configmap wh-down --from-literal=a=b
+t_check "operator scaled back to 1" kubectl -n "$NS" scale deploy/ambit-operator --replicas=1
+t_check "operator Ready again" kubectl -n "$NS" rollout status deploy/ambit-operator --timeout="$WAIT"
+admitted() { vs wh-down httpbin '^/get' | kubectl apply -f - >/dev/null 2>&1; }
+t_check "operator back: the VirtualService is admitted" t_wait_for 30 admitted
+kubectl -n "$NS_APP" delete virtualservice wh-down >>"$T_LOG" 2>&1
+kubectl -n "$NS_APP" delete configmap wh-down >>"$T_LOG" 2>&1
 
 # ---------------------------------------------------------------- rolling update keeps capture
 # a restarted DaemonSet pod is an update, not an uninstall: plugin and in-pod rules stay
