@@ -16,12 +16,15 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "push.h"
 #include "server.h"
 #include "serving_cert.h"
 
 #define SCOPE            "operator"
 #define MAX_CSR          (64u << 10)
 #define MAX_TTL_S        (90 * 86400)
+#define PUMP_WINDOW      (256u << 10) /* bytes a stream keeps in its connection's buffer */
+#define PUMP_MS          2            /* retry period while a stream's connection drains */
 
 struct stream;
 
@@ -35,6 +38,9 @@ struct op_server {
     struct dp_httpd_transport transport;
     struct dp_list streams;
     unsigned n_streams;
+    struct op_push *push; /* serialised stream content shared by the streams */
+    struct op_sub sub;
+    bool subscribed;
     struct dp_metric_series *m_pushes, *m_push_events, *m_signed, *m_denied, *m_agents,
             *m_dropped, *m_push_lat;
 };
@@ -387,11 +393,13 @@ static void on_certificates(struct dp_httpd_resp *resp, const struct dp_http_req
 /* ------------------------------------------------------------------ config stream */
 
 struct stream {
-    struct op_sub sub;
     struct dp_list link;
     struct op_server *srv;
     struct dp_httpd_resp *resp;
+    struct op_push_stream *ps; /* what is queued for this agent (push.h) */
     struct dp_timer ping;
+    struct dp_timer pump; /* moves queued bytes into the connection while it drains */
+    size_t limit;         /* queued bytes beyond which the agent is too slow */
     char node[256];
     bool dead;
 };
@@ -403,9 +411,10 @@ static void stream_close(struct stream *s, bool end)
     if (s->dead)
         return;
     s->dead = true;
-    op_unsubscribe(&s->sub);
+    op_push_stream_close(s->ps);
     dp_list_del(&s->link);
     dp_timer_cancel(&s->ping);
+    dp_timer_cancel(&s->pump);
     srv->n_streams--;
     dp_gauge_set(srv->m_agents, srv->n_streams);
     if (end)
@@ -413,77 +422,91 @@ static void stream_close(struct stream *s, bool end)
     free(s);
 }
 
-/* Write events (+ synced). Returns false if the stream had to be dropped. */
-static bool stream_send(struct stream *s, const json_t *events, bool reset)
+static void stream_drop(struct stream *s, int r)
 {
-    struct dp_buf *b = NULL;
-    json_t *e;
-    size_t i;
-    int r;
-
-    if (dp_buf_new(4096, s->srv->cfg.max_stream_pending, &b) < 0)
-        return false;
-    r = reset ? dp_buf_append_str(&b, "{\"type\":\"reset\"}\n") : 0;
-    json_array_foreach(events, i, e) {
-        char *line;
-
-        if (r < 0)
-            break;
-        line = json_dumps(e, JSON_COMPACT);
-        if (line == NULL) {
-            r = -ENOMEM;
-            break;
-        }
-        r = dp_buf_appendf(&b, "%s\n", line);
-        free(line);
-    }
-    if (r == 0)
-        r = dp_buf_appendf(&b, "{\"type\":\"synced\",\"version\":%llu}\n",
-                           (unsigned long long)op_version(s->srv->op));
-    if (r == 0)
-        r = dp_httpd_resp_stream_write(s->resp, dp_buf_head(b), b->len);
-    dp_buf_free(b);
-    if (r < 0) {
+    if (r != -EPIPE) {
         dp_counter_add(s->srv->m_dropped, 1);
         dp_warn(SCOPE, "dropping a config stream that cannot keep up", DP_LS("node", s->node),
-                DP_LERR(r));
-        stream_close(s, r != -EPIPE);
-        return false;
+                DP_LU("queued", op_push_queued(s->ps)), DP_LERR(r));
     }
-    dp_timer_arm(op_loop(s->srv->op), &s->ping, s->srv->cfg.ping_ms);
+    /* -EPIPE has already ended the response */
+    stream_close(s, r != -EPIPE);
+}
+
+/*
+ * Hand queued bytes to the connection, keeping at most PUMP_WINDOW in its buffer: the rest
+ * stays in shared chunks (one copy for every agent). Returns false if the stream was dropped.
+ */
+static bool stream_pump(struct stream *s)
+{
+    size_t pending = dp_httpd_resp_pending(s->resp), len;
+    const char *data;
+
+    while (pending < PUMP_WINDOW && (data = op_push_peek(s->ps, &len)) != NULL) {
+        size_t n = DP_MIN(len, PUMP_WINDOW - pending);
+        int r = dp_httpd_resp_stream_write(s->resp, data, n);
+
+        if (r < 0) {
+            stream_drop(s, r);
+            return false;
+        }
+        op_push_advance(s->ps, n);
+        pending += n;
+    }
+    if (op_push_queued(s->ps) > 0)
+        dp_timer_arm(op_loop(s->srv->op), &s->pump, PUMP_MS);
+    else
+        dp_timer_arm(op_loop(s->srv->op), &s->ping, s->srv->cfg.ping_ms);
     return true;
 }
 
-static void on_stream_push(struct op_ctx *op, const json_t *events, void *arg)
+static void on_pump(struct dp_loop *loop, void *arg)
 {
-    struct stream *s = arg;
-    uint64_t t0 = dp_now_us();
+    (void)loop;
+    stream_pump(arg);
+}
 
-    (void)op;
+/* A published batch: queue it on every stream (serialised once, push.h), then pump. */
+static void on_push(struct op_ctx *op, const json_t *events, void *arg)
+{
+    struct op_server *srv = arg;
+    struct dp_list *p, *t;
+    uint64_t t0 = dp_now_us();
+    int r;
+
     if (json_array_size(events) == 0)
         return; /* a rebuild that changed nothing */
-    if (stream_send(s, events, false)) {
-        dp_counter_add(s->srv->m_pushes, 1);
-        dp_counter_add(s->srv->m_push_events, json_array_size(events));
-        dp_histogram_observe(s->srv->m_push_lat, (double)(dp_now_us() - t0) / 1e6);
+    r = op_push_publish(srv->push, op_snapshot(op), op_version(op), events);
+    dp_list_for_each_safe(p, t, &srv->streams) {
+        struct stream *s = dp_container_of(p, struct stream, link);
+
+        if (r < 0 || op_push_queued(s->ps) > s->limit) {
+            stream_drop(s, r < 0 ? r : -ENOBUFS);
+            continue;
+        }
+        if (stream_pump(s)) {
+            dp_counter_add(srv->m_pushes, 1);
+            dp_counter_add(srv->m_push_events, json_array_size(events));
+        }
     }
+    if (srv->n_streams > 0)
+        dp_histogram_observe(srv->m_push_lat,
+                             (double)(dp_now_us() - t0) / 1e6 / (double)srv->n_streams);
 }
 
 static void on_ping(struct dp_loop *loop, void *arg)
 {
     struct stream *s = arg;
     static const char ping[] = "{\"type\":\"ping\"}\n";
-    int r = dp_httpd_resp_stream_write(s->resp, ping, sizeof(ping) - 1);
+    int r;
 
+    if (op_push_queued(s->ps) > 0) /* data is flowing */
+        return;
+    r = dp_httpd_resp_stream_write(s->resp, ping, sizeof(ping) - 1);
     if (r < 0) {
         /* -ENOBUFS leaves the stream open: end it, or its on_abort would later run on the
          * freed stream. -EPIPE has already ended it. */
-        if (r != -EPIPE) {
-            dp_counter_add(s->srv->m_dropped, 1);
-            dp_warn(SCOPE, "dropping a config stream that cannot keep up",
-                    DP_LS("node", s->node), DP_LERR(r));
-        }
-        stream_close(s, r != -EPIPE);
+        stream_drop(s, r);
         return;
     }
     dp_timer_arm(loop, &s->ping, s->srv->cfg.ping_ms);
@@ -505,7 +528,8 @@ static void on_config_authenticated(struct auth_req *a, int r, const struct dp_k
     char acct[512];
     bool trusted = false;
     struct stream *s;
-    json_t *events;
+    json_t *since_events;
+    size_t n_events = 0;
     bool reset = false;
 
     if (r < 0 || !ti->authenticated) {
@@ -522,6 +546,13 @@ static void on_config_authenticated(struct auth_req *a, int r, const struct dp_k
         send_error(a->resp, 403, "not a node agent service account");
         goto fail;
     }
+    /* a token bound to a node (pod-bound projected tokens) only gets that node's scope */
+    if (ti->node_name != NULL && ti->node_name[0] && strcmp(ti->node_name, a->node) != 0) {
+        dp_warn(SCOPE, "config stream denied", DP_LS("caller", ti->username ? ti->username : ""),
+                DP_LS("node", a->node), DP_LS("token_node", ti->node_name));
+        send_error(a->resp, 403, "node does not match the token's node");
+        goto fail;
+    }
     if (!op_ready(srv->op)) {
         send_error(a->resp, 503, "operator not synced yet");
         goto fail;
@@ -535,26 +566,22 @@ static void on_config_authenticated(struct auth_req *a, int r, const struct dp_k
     s->resp = a->resp;
     snprintf(s->node, sizeof(s->node), "%s", a->node);
     dp_timer_init(&s->ping, on_ping, s);
-    events = a->has_since ? op_events_since(srv->op, a->since) : NULL;
-    if (events == NULL) {
-        reset = a->has_since;
-        if (op_snapshot_full(op_snapshot(srv->op), 0, &events) < 0) {
-            free(s);
-            send_error(a->resp, 500, "out of memory");
-            goto fail;
-        }
-        /* a full snapshot carries the current version on every object */
-        {
-            json_t *e;
-            size_t i;
-
-            json_array_foreach(events, i, e) {
-                json_object_set_new(e, "version", json_integer((json_int_t)op_version(srv->op)));
-            }
-        }
+    dp_timer_init(&s->pump, on_pump, s);
+    since_events = a->has_since ? op_events_since(srv->op, a->since) : NULL;
+    reset = a->has_since && since_events == NULL;
+    r = op_push_stream_open(srv->push, op_snapshot(srv->op), op_version(srv->op), since_events,
+                            reset, s->node, &s->ps, &n_events);
+    json_decref(since_events);
+    if (r < 0) {
+        free(s);
+        send_error(a->resp, 500, "out of memory");
+        goto fail;
     }
+    /* the initial content (a full snapshot may be several MiB, shared between agents) does
+     * not count against the limit for slow agents */
+    s->limit = srv->cfg.max_stream_pending + op_push_queued(s->ps);
     if (dp_httpd_resp_stream_start(a->resp, "application/x-ndjson", on_stream_abort, s) < 0) {
-        json_decref(events);
+        op_push_stream_close(s->ps);
         free(s);
         send_error(a->resp, 500, "cannot stream");
         goto fail;
@@ -562,12 +589,10 @@ static void on_config_authenticated(struct auth_req *a, int r, const struct dp_k
     dp_list_add_tail(&srv->streams, &s->link);
     srv->n_streams++;
     dp_gauge_set(srv->m_agents, srv->n_streams);
-    op_subscribe(srv->op, &s->sub, on_stream_push, s);
     dp_info(SCOPE, "config stream opened", DP_LS("node", s->node),
-            DP_LS("caller", ti->username ? ti->username : ""),
-            DP_LU("events", json_array_size(events)), DP_LB("reset", reset));
-    stream_send(s, events, reset);
-    json_decref(events);
+            DP_LS("caller", ti->username ? ti->username : ""), DP_LU("events", n_events),
+            DP_LU("bytes", op_push_queued(s->ps)), DP_LB("reset", reset));
+    stream_pump(s);
     auth_free(a);
     return;
 fail:
@@ -785,7 +810,15 @@ int op_server_new(struct op_ctx *op, const struct op_server_config *cfg, struct 
     r = cfg->webhook ? 0 : register_metrics(srv, m);
     if (r < 0)
         goto fail;
-    hc.max_stream_pending = cfg->max_stream_pending;
+    if (!cfg->webhook) {
+        r = op_push_new(&srv->push);
+        if (r < 0)
+            goto fail;
+        op_subscribe(op, &srv->sub, on_push, srv);
+        srv->subscribed = true;
+    }
+    /* streams keep at most PUMP_WINDOW in the connection (push.h holds the rest) */
+    hc.max_stream_pending = DP_MAX(cfg->max_stream_pending, (size_t)PUMP_WINDOW * 2);
     hc.max_conns = 4096;
     hc.idle_timeout_ms = 300000;
     if (!cfg->plaintext) {
@@ -832,6 +865,9 @@ void op_server_free(struct op_server *srv)
         return;
     /* aborts held/streaming responses: their on_abort frees streams and auth requests */
     dp_httpd_free(srv->httpd);
+    if (srv->subscribed)
+        op_unsubscribe(&srv->sub);
+    op_push_free(srv->push);
     SSL_CTX_free(srv->ssl_ctx);
     free(srv);
 }
