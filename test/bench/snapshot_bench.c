@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "operator/push.h"
 #include "operator/snapshot.h"
 
 static unsigned n_pods = 10000, n_svcs = 2000, n_aps = 500, n_nodes = 100, n_ns = 100;
@@ -425,6 +426,95 @@ int main(int argc, char **argv)
             snprintf(name, sizeof(name), "incremental: 1 %s changed", what[c]);
             report(name, t, rounds);
         }
+    }
+    /* the config stream's content for 100 agents (operator/push.h): full push on connect, then
+     * one pod change published to every stream */
+    {
+        unsigned agents = n_nodes;
+        struct op_push *push = NULL;
+        struct op_push_stream **ps = calloc(agents, sizeof(*ps));
+        uint64_t version = 1000;
+        size_t total = 0;
+
+        if (ps == NULL || (r = op_push_new(&push)) < 0)
+            die("op_push_new", -ENOMEM);
+        for (unsigned i = 0; i < rounds; i++) {
+            double t0 = now_ms();
+
+            total = 0;
+            for (unsigned a = 0; a < agents; a++) {
+                char node[32];
+                size_t n;
+
+                snprintf(node, sizeof(node), "node-%u", a);
+                if ((r = op_push_stream_open(push, snap2, version + i, NULL, false, node, &ps[a],
+                                             &n)) < 0)
+                    die("op_push_stream_open", r);
+                total += op_push_queued(ps[a]);
+            }
+            t[i] = now_ms() - t0;
+            if (i + 1 < rounds)
+                for (unsigned a = 0; a < agents; a++)
+                    op_push_stream_close(ps[a]);
+        }
+        report("full push, 100 agents (push.h)", t, rounds);
+        printf("  %zu bytes queued for %u agents (shared chunks)\n", total, agents);
+        for (unsigned i = 0; i < rounds; i++) {
+            struct op_changes ch = {0};
+            json_t *next = NULL, *touched = NULL;
+            char key[128];
+            double t0;
+
+            put(w.pods, make_pod(777 % n_pods, i % 2));
+            snprintf(key, sizeof(key), "ns-%u/app-%u-7d9c5-%u", 777 % n_pods % n_ns,
+                     (777 % n_pods / n_ns) % (n_svcs / n_ns), 777 % n_pods);
+            op_changes_add(&ch, OP_IN_POD, key);
+            t0 = now_ms();
+            if ((r = op_snapshot_update(snap2, &w.in, &w.cfg, &ch, &next, &touched, NULL)) < 0 ||
+                (r = op_snapshot_diff_keys(snap2, next, touched, version + 100 + i, &events)) < 0)
+                die("op_snapshot_update", r);
+            version += 100;
+            if ((r = op_push_publish(push, next, version + 100 + i, events)) < 0)
+                die("op_push_publish", r);
+            t[i] = now_ms() - t0;
+            json_decref(snap2);
+            snap2 = next;
+            json_decref(touched);
+            json_decref(events);
+            events = NULL;
+            op_changes_clear(&ch);
+        }
+        report("pod change -> queued for 100 agents", t, rounds);
+        for (unsigned i = 0; i < rounds; i++) {
+            struct op_changes ch = {0};
+            json_t *next = NULL, *touched = NULL, *ap = make_ap(17, w.cfg.root_ns);
+            double t0;
+
+            json_object_set_new(json_object_get(ap, "spec"), "rules",
+                                json_pack("[{s:[{s:{s:[s]}}]}]", "from", "source", "namespaces",
+                                          i % 2 ? "p" : "q"));
+            put(w.aps, ap);
+            op_changes_add(&ch, OP_IN_AUTHZ, "ns-3/ap-2");
+            t0 = now_ms();
+            if ((r = op_snapshot_update(snap2, &w.in, &w.cfg, &ch, &next, &touched, NULL)) < 0 ||
+                (r = op_snapshot_diff_keys(snap2, next, touched, version + 1, &events)) < 0)
+                die("op_snapshot_update", r);
+            version += 100;
+            if ((r = op_push_publish(push, next, version, events)) < 0)
+                die("op_push_publish", r);
+            t[i] = now_ms() - t0;
+            json_decref(snap2);
+            snap2 = next;
+            json_decref(touched);
+            json_decref(events);
+            events = NULL;
+            op_changes_clear(&ch);
+        }
+        report("policy change -> queued for 100", t, rounds);
+        for (unsigned a = 0; a < agents; a++)
+            op_push_stream_close(ps[a]);
+        op_push_free(push);
+        free(ps);
     }
     json_decref(snap);
     json_decref(snap2);
