@@ -21,11 +21,19 @@ cache=${AMBIT_TOOLS_CACHE:-/var/cache/ambit-tools}/images
 # first URI of the machine's apt sources (deb822 or one-line) whose path ends in $1
 apt_uri() {
     local want=$1 f uri
-    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list \
+        /etc/apt/sources.list.d/*.list; do
         [ -r "$f" ] || continue
+        # deb822 "URIs: ..." or one-line "deb [options] uri suite ..."
         uri=$(awk -v want="$want" '
             /^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ ("/" want "/?$")) { print $i; exit } }
-            /^deb / { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i ~ ("/" want "/?$")) { print $i; exit } break } }' "$f")
+            /^deb / {
+                for (i = 2; i <= NF; i++)
+                    if ($i ~ /^[a-z]+:\/\//) {
+                        if ($i ~ ("/" want "/?$")) { print $i; exit }
+                        break
+                    }
+            }' "$f")
         if [ -n "$uri" ]; then
             echo "${uri%/}"
             return
