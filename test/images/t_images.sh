@@ -29,7 +29,8 @@ chmod +x "$fake/podman"
 out=$(PATH=$fake:$PATH AMBIT_IMAGE_ENGINE=podman images/build.sh 2>&1)
 rc=$?
 t_eq "broken engine: exit status 0" 0 "$rc"
-t_match "broken engine: names the failure" 'SKIPPED.*podman info failed: cannot connect to the fake engine' "$out"
+t_match "broken engine: names the failure" \
+    'SKIPPED.*podman info failed: cannot connect to the fake engine' "$out"
 
 engine=
 for e in ${AMBIT_IMAGE_ENGINE:-podman buildah}; do
@@ -87,10 +88,10 @@ for f in images/*.Dockerfile; do
     t_pass "$n: image $img exists"
 
     t_eq "$n: entrypoint" "[$bin]" "$(insp "$img" '{{.Config.Entrypoint}}')"
-    t_eq "$n: label title" "$n" "$(insp "$img" '{{index .Config.Labels "org.opencontainers.image.title"}}')"
-    t_eq "$n: label version" "$tag" "$(insp "$img" '{{index .Config.Labels "org.opencontainers.image.version"}}')"
-    t_match "$n: label revision is a commit" '^[0-9a-f]{7,}' \
-        "$(insp "$img" '{{index .Config.Labels "org.opencontainers.image.revision"}}')"
+    label() { insp "$img" "{{index .Config.Labels \"org.opencontainers.image.$1\"}}"; }
+    t_eq "$n: label title" "$n" "$(label title)"
+    t_eq "$n: label version" "$tag" "$(label version)"
+    t_match "$n: label revision is a commit" '^[0-9a-f]{7,}' "$(label revision)"
 
     # the program itself, as the image's user
     case $n in
@@ -142,6 +143,35 @@ archive=build/images/ambitctl-$tag.tar
 t_check "make images-save writes $archive" make -s images-save IMAGES=ambitctl
 t_match "archive names $registry/$repo/ambitctl:$tag" "\"$registry/$repo/ambitctl:$tag\"" \
     "$(tar -xOf "$archive" manifest.json 2>&1)"
+
+# ... which a node's containerd imports and runs (when containerd is installed: a private
+# instance with its own root, state and socket, stopped at the end)
+if command -v containerd >/dev/null && command -v ctr >/dev/null; then
+    ctrd=$fake/containerd
+    mkdir -p "$ctrd"
+    {
+        echo 'version = 2'
+        echo 'disabled_plugins = ["io.containerd.grpc.v1.cri"]'
+        echo "root = \"$ctrd/root\""
+        echo "state = \"$ctrd/state\""
+        echo '[grpc]'
+        echo "  address = \"$ctrd/sock\""
+    } >"$ctrd/config.toml"
+    containerd --config "$ctrd/config.toml" >"$ctrd/containerd.log" 2>&1 &
+    ctrd_pid=$!
+    trap 'kill $ctrd_pid 2>/dev/null; wait $ctrd_pid 2>/dev/null; rm -rf "$fake"' EXIT
+    ctr_() { ctr --address "$ctrd/sock" -n k8s.io "$@"; }
+    t_wait_for 20 ctr_ version
+    t_check "containerd: ctr images import $archive" ctr_ images import "$archive"
+    t_match "containerd: the imported image runs (ambitctl version)" "client version: $tag" \
+        "$(ctr_ run --rm "$registry/$repo/ambitctl:$tag" amb-images-test \
+            /usr/local/bin/ambitctl version 2>&1)"
+    ctr_ images rm "$registry/$repo/ambitctl:$tag" >/dev/null 2>&1
+    kill $ctrd_pid
+    wait $ctrd_pid 2>/dev/null
+else
+    echo "t_images: containerd not installed: importing the archive not tested"
+fi
 rm -f "$archive"
 
 t_end
