@@ -14,6 +14,8 @@ struct ctx {
     const struct dp_analyze_inputs *in;
     json_t *out;
     json_t *pods_by_ns; /* "<ns>" -> [pod, ...] (borrowed pods), built on first use */
+    json_t *se_hosts;   /* ServiceEntry host -> true, built on first use */
+    json_t *dr_index;   /* see subset_defined */
     const char *kind, *ns, *name;
     char nsbuf[256];
     int err;
@@ -145,12 +147,11 @@ static const json_t *pods_in(struct ctx *c, const char *ns)
 
 /* Resolve a destination host of an object in namespace ns to a Service key "<ns>/<name>" (into
  * key) if it names one. Returns true when it is a known Service or ServiceEntry host. */
-static bool resolve_host(const struct dp_analyze_inputs *in, const char *host, const char *ns,
-                         char *key, size_t keysz)
+static bool resolve_host(struct ctx *c, const char *host, const char *ns, char *key,
+                         size_t keysz)
 {
+    const struct dp_analyze_inputs *in = c->in;
     char name[256], hns[256], rest[256] = "";
-    const char *k;
-    json_t *se;
 
     key[0] = '\0';
     if (strchr(host, '*') != NULL)
@@ -166,46 +167,91 @@ static bool resolve_host(const struct dp_analyze_inputs *in, const char *host, c
     }
     if (key[0] && json_object_get(in->services, key) != NULL)
         return true;
-    json_object_foreach((json_t *)in->service_entries, k, se) {
-        json_t *hosts = json_object_get(json_object_get(se, "spec"), "hosts"), *h;
-        size_t i;
+    if (c->se_hosts == NULL) { /* every ServiceEntry host, once per run */
+        const char *k;
+        json_t *se;
 
-        json_array_foreach(hosts, i, h) {
-            if (json_is_string(h) && strcmp(json_string_value(h), host) == 0)
-                return true;
+        c->se_hosts = json_object();
+        if (c->se_hosts == NULL) {
+            c->err = -ENOMEM;
+            return false;
+        }
+        json_object_foreach((json_t *)in->service_entries, k, se) {
+            json_t *h;
+            size_t i;
+
+            json_array_foreach(json_object_get(json_object_get(se, "spec"), "hosts"), i, h) {
+                if (json_is_string(h) &&
+                    json_object_set_new(c->se_hosts, json_string_value(h), json_true()) < 0)
+                    c->err = -ENOMEM;
+            }
         }
     }
-    return false;
+    return json_object_get(c->se_hosts, host) != NULL;
 }
 
-/* DestinationRules (any namespace) whose host resolves to the same Service key / host. */
-static bool subset_defined(const struct dp_analyze_inputs *in, const char *host, const char *ns,
-                           const char *subset)
+static void index_subsets(struct ctx *c, const char *prefix, const char *id, const json_t *subs)
 {
-    char want[600], got[600];
-    const char *k;
-    json_t *dr;
+    char key[700];
+    json_t *set, *sub;
+    size_t i;
 
-    resolve_host(in, host, ns, want, sizeof(want));
-    json_object_foreach((json_t *)in->destination_rules, k, dr) {
-        json_t *spec = json_object_get(dr, "spec"), *sub;
-        const char *h = json_string_value(json_object_get(spec, "host"));
-        const char *drns = dp_kube_meta_str(dr, "namespace");
-        size_t i;
+    snprintf(key, sizeof(key), "%s%s", prefix, id);
+    set = json_object_get(c->dr_index, key);
+    if (set == NULL && json_object_set_new(c->dr_index, key, set = json_object()) < 0) {
+        c->err = -ENOMEM;
+        return;
+    }
+    json_array_foreach(subs, i, sub) {
+        const char *n = json_string_value(json_object_get(sub, "name"));
 
-        if (h == NULL || drns == NULL)
-            continue;
-        resolve_host(in, h, drns, got, sizeof(got));
-        if (!(want[0] && got[0] ? strcmp(want, got) == 0 : strcmp(h, host) == 0))
-            continue;
-        json_array_foreach(json_object_get(spec, "subsets"), i, sub) {
-            const char *n = json_string_value(json_object_get(sub, "name"));
+        if (n != NULL && json_object_set_new(set, n, json_true()) < 0)
+            c->err = -ENOMEM;
+    }
+}
 
-            if (n != NULL && strcmp(n, subset) == 0)
-                return true;
+/*
+ * Is subset defined by a DestinationRule (any namespace) of the same host? Hosts that resolve
+ * to Service keys compare by key, others by their text. Index, built once per run:
+ * "k:<svc key>" (resolving DRs), "e:<host>" (non-resolving DRs), "h:<host>" (all DRs) ->
+ * {subset: true}.
+ */
+static bool subset_defined(struct ctx *c, const char *host, const char *ns, const char *subset)
+{
+    char want[600], key[700];
+
+    if (c->dr_index == NULL) {
+        const char *k;
+        json_t *dr;
+
+        c->dr_index = json_object();
+        if (c->dr_index == NULL) {
+            c->err = -ENOMEM;
+            return false;
+        }
+        json_object_foreach((json_t *)c->in->destination_rules, k, dr) {
+            json_t *spec = json_object_get(dr, "spec"), *subs = json_object_get(spec, "subsets");
+            const char *h = json_string_value(json_object_get(spec, "host"));
+            const char *drns = dp_kube_meta_str(dr, "namespace");
+            char got[600];
+
+            if (h == NULL || drns == NULL)
+                continue;
+            resolve_host(c, h, drns, got, sizeof(got));
+            index_subsets(c, got[0] ? "k:" : "e:", got[0] ? got : h, subs);
+            index_subsets(c, "h:", h, subs);
         }
     }
-    return false;
+    resolve_host(c, host, ns, want, sizeof(want));
+    if (want[0] == '\0') {
+        snprintf(key, sizeof(key), "h:%s", host);
+        return json_object_get(json_object_get(c->dr_index, key), subset) != NULL;
+    }
+    snprintf(key, sizeof(key), "k:%s", want);
+    if (json_object_get(json_object_get(c->dr_index, key), subset) != NULL)
+        return true;
+    snprintf(key, sizeof(key), "e:%s", host);
+    return json_object_get(json_object_get(c->dr_index, key), subset) != NULL;
 }
 
 static void check_regex(struct ctx *c, const json_t *sm, const char *path)
@@ -278,9 +324,9 @@ static void check_routes(struct ctx *c, const json_t *vs, const char *section)
                 continue;
             snprintf(path, sizeof(path), "spec.%s[%zu].route[%zu].destination.host", section, i,
                      j);
-            if (!resolve_host(c->in, host, ns, key, sizeof(key)))
+            if (!resolve_host(c, host, ns, key, sizeof(key)))
                 finding(c, "UnknownHost", path, "Referenced host not found: \"%.200s\"", host);
-            if (subset != NULL && subset[0] && !subset_defined(c->in, host, ns, subset)) {
+            if (subset != NULL && subset[0] && !subset_defined(c, host, ns, subset)) {
                 snprintf(path, sizeof(path), "spec.%s[%zu].route[%zu].destination.subset",
                          section, i, j);
                 finding(c, "SubsetNotDefined", path,
@@ -309,7 +355,7 @@ static void check_subsets_select(struct ctx *c, const json_t *dr)
 
     if (c->in->pods == NULL)
         return; /* pods unknown (files without any): not a finding */
-    if (host == NULL || !resolve_host(c->in, host, c->ns, key, sizeof(key)) ||
+    if (host == NULL || !resolve_host(c, host, c->ns, key, sizeof(key)) ||
         (svc = json_object_get(c->in->services, key)) == NULL)
         return;
     sel = json_object_get(json_object_get(svc, "spec"), "selector");
@@ -463,6 +509,8 @@ int dp_analyze(const struct dp_analyze_inputs *in, json_t **ret_findings)
     check_selector_targetrefs(&c, in->telemetries, "Telemetry");
     check_peer_authentications(&c);
     json_decref(c.pods_by_ns);
+    json_decref(c.se_hosts);
+    json_decref(c.dr_index);
     if (c.err < 0) {
         json_decref(c.out);
         return c.err;

@@ -92,6 +92,17 @@ static const struct {
          "{host: reviews, subset: v2}, weight: 50}]\n",
          "SubsetNotDefined VirtualService bookinfo/s spec.http[0].route[0].destination.subset\n"
          "SubsetSelectsNothing DestinationRule bookinfo/ratings spec.subsets[0]\n"},
+        {"DestinationRule of a ServiceEntry host: subsets compared by host text",
+         "- kind: DestinationRule\n"
+         "  metadata: {name: ext, namespace: other}\n"
+         "  spec: {host: httpbin.org, subsets: [{name: v1}]}\n"
+         "- kind: VirtualService\n"
+         "  metadata: {name: e, namespace: bookinfo}\n"
+         "  spec:\n"
+         "    http:\n"
+         "    - route: [{destination: {host: httpbin.org, subset: v1}, weight: 50}, "
+         "{destination: {host: httpbin.org, subset: v2}, weight: 50}]\n",
+         "SubsetNotDefined VirtualService bookinfo/e spec.http[0].route[1].destination.subset\n"},
         {"subset selecting no pod: the service's selector and the subset labels both count; "
          "pods of other namespaces do not; selector-less services are not checked",
          "- kind: DestinationRule\n"
