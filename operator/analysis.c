@@ -35,7 +35,7 @@ struct op_analysis {
     uint64_t dirty_since_ms; /* 0 = clean */
     bool active;
     json_t *memo; /* "<Kind>/<ns>/<name>" -> {"want": status, "rv": rv after our write | null,
-                     "inflight": bool} */
+                     "before": rv we wrote over, "inflight": bool, "retryAt": ms} */
     struct dp_list reqs;
     unsigned inflight;
     struct op_analysis_stats stats;
@@ -204,6 +204,11 @@ static json_t *without_ltt(const json_t *status)
     return c;
 }
 
+static bool same_str(const json_t *v, const char *s)
+{
+    return s != NULL && json_is_string(v) && strcmp(json_string_value(v), s) == 0;
+}
+
 /* Did field manager ambit write this object's status (managedFields absent: assume so)? */
 static bool ours(const json_t *obj)
 {
@@ -244,6 +249,7 @@ static void on_written(int r, long http, json_t *body, const char *errmsg, void 
                 DP_LS("detail", errmsg), DP_LERR(r));
         if (m != NULL) {
             json_object_set_new(m, "inflight", json_false());
+            json_object_del(m, "before"); /* unchanged object: try again after RETRY_MS */
             json_object_set_new(m, "retryAt",
                                 json_integer((json_int_t)(dp_loop_now(op_loop(a->op)) + RETRY_MS)));
         }
@@ -336,11 +342,14 @@ static void reconcile(struct op_analysis *a, const struct dp_kube_resource *res,
     if (cmp == NULL || json_equal(cmp, owned))
         goto out;
     m = json_object_get(a->memo, key);
+    /* being written; or written, and the object is still the one we wrote over (its watch
+     * event not here yet) or the one our write produced (the server keeps it different from
+     * what we want: writing again would loop) */
     if (m != NULL && (json_is_true(json_object_get(m, "inflight")) ||
-                      (json_equal(json_object_get(m, "want"), cmp) && rv &&
-                       json_string_value(json_object_get(m, "rv")) &&
-                       strcmp(rv, json_string_value(json_object_get(m, "rv"))) == 0)))
-        goto out; /* being written, or written and the server keeps it different: no loop */
+                      (json_equal(json_object_get(m, "want"), cmp) &&
+                       (same_str(json_object_get(m, "rv"), rv) ||
+                        same_str(json_object_get(m, "before"), rv)))))
+        goto out;
     if (m != NULL && json_integer_value(json_object_get(m, "retryAt")) >
                              (json_int_t)dp_loop_now(op_loop(a->op)))
         goto out; /* failed a moment ago */
@@ -350,7 +359,8 @@ static void reconcile(struct op_analysis *a, const struct dp_kube_resource *res,
     }
     if (write_status(a, res, key, ns, name, want) == 0) {
         json_object_set_new(a->memo, key,
-                            json_pack("{s:O,s:n,s:b}", "want", cmp, "rv", "inflight", 1));
+                            json_pack("{s:O,s:n,s:s?,s:b}", "want", cmp, "rv", "before", rv,
+                                      "inflight", 1));
         if (fs != NULL)
             dp_info(SCOPE, "analysis findings written to status", DP_LS("object", key),
                     DP_LU("findings", json_array_size(fs)));

@@ -127,6 +127,12 @@ t_eq "condition reason ValidationWarnings" "ValidationWarnings" \
     "$(st virtualservice reviews | jq -r '.conditions[] | select(.type=="Valid") | .reason')"
 t_match "condition text" 'destination weights sum to 90' "$(cond_msg virtualservice reviews)"
 
+# someone else removes the messages: the live status is compared, so they come back
+kc -n "$ns" patch virtualservice reviews --subresource=status --type=merge \
+    -p '{"status":{"validationMessages":null}}' >>"$T_LOG" 2>&1
+t_check "messages removed by another writer are restored" \
+    t_wait_for 10 st_has virtualservice reviews '[.validationMessages[].type.code] == ["IST0133"]'
+
 # 5. no rewrites while nothing changes: other changes trigger analysis passes meanwhile
 rv1=$(rv virtualservice reviews)
 writes1=$(grep -c "analysis findings written to status.*VirtualService/$ns/reviews" "$T_DIR/operator.log")
