@@ -143,7 +143,7 @@ test-netns: all
 	@BUILD=$(BUILD) test/lib/run-tests.sh netns $(sort $(wildcard test/netns/*.sh))
 
 # make test: every layer that exists. TEST_LAYERS can be narrowed from the command line.
-TEST_LAYERS ?= unit fuzz apps charts netns cluster e2e operator $(EXTRA_TEST_LAYERS)
+TEST_LAYERS ?= unit fuzz apps charts netns cluster e2e operator images $(EXTRA_TEST_LAYERS)
 test: all $(TEST_BINS) $(if $(filter fuzz,$(TEST_LAYERS)),$(FUZZ_BINS))
 	@BUILD=$(BUILD) FUZZ_BINS="$(FUZZ_BINS)" TEST_BINS="$(TEST_BINS)" \
 	    test/lib/run-all.sh $(TEST_LAYERS)
@@ -153,7 +153,7 @@ DEPS_APT := build-essential pkg-config clang clang-tidy clang-format cppcheck va
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnl-3-dev libnl-route-3-dev \
 	libmnl-dev libnftnl-dev nftables libcmocka-dev libnghttp2-dev iproute2 \
 	containernetworking-plugins prometheus libclang-rt-14-dev nghttp2-client nghttp2-server \
-	tcpdump etcd-server openssl curl jq git python3
+	tcpdump etcd-server openssl curl jq git python3 podman buildah debootstrap containerd
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEPS_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
