@@ -947,6 +947,27 @@ static void share_unchanged(const json_t *prev, json_t *snap)
     }
 }
 
+/* every policy key some workload of snap lists: NEW set */
+static json_t *listed_policies(const json_t *snap)
+{
+    json_t *out = json_object(), *wl, *kv;
+    const char *k;
+    size_t i;
+
+    if (out == NULL)
+        return NULL;
+    json_object_foreach(json_object_get(snap, "workload"), k, wl) {
+        json_array_foreach(json_object_get(wl, "authorizationPolicies"), i, kv) {
+            if (json_is_string(kv) &&
+                json_object_set_new(out, json_string_value(kv), json_true()) < 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+    }
+    return out;
+}
+
 static int set_add(json_t *set, const char *key)
 {
     return json_object_set_new(set, key, json_true()) < 0 ? -ENOMEM : 0;
@@ -957,7 +978,7 @@ int op_snapshot_update(const json_t *prev, const struct op_inputs *in,
                        json_t **ret_snap, json_t **ret_touched, struct op_snapshot_diags *diags)
 {
     json_t *snap = NULL, *touched = NULL, *wps = NULL, *aff_ns = NULL, *pods = NULL;
-    json_t *pod_ns = NULL, *v, *obj;
+    json_t *pod_ns = NULL, *listed = NULL, *v, *obj;
     const json_t *prev_wps = json_object_get(prev, "waypoint");
     bool all_pods = false, policies = false;
     struct wl_ctx c;
@@ -1036,10 +1057,21 @@ int op_snapshot_update(const json_t *prev, const struct op_inputs *in,
     json_object_foreach(ch->keys[OP_IN_NAMESPACE], k, v) {
         set_add(aff_ns, k);
     }
-    /* policies: compile all again (cheap next to workloads); workloads of their namespace */
+    /* policies: compile all again (cheap next to workloads); workloads of their namespace
+     * (all for the root namespace) — for an AuthorizationPolicy only if it has a selector now
+     * or some workload listed it (had one): workloads list selector policies only */
     for (int kind = OP_IN_AUTHZ; kind <= OP_IN_PEERAUTHN; kind++) {
         json_object_foreach(ch->keys[kind], k, v) {
             policies = true;
+            if (kind == OP_IN_AUTHZ) {
+                const json_t *ap = json_object_get(in->authorization_policies, k);
+
+                if (listed == NULL && (listed = listed_policies(prev)) == NULL)
+                    goto fail;
+                if (json_object_size(jget(ap, "spec", "selector")) == 0 &&
+                    json_object_get(listed, k) == NULL)
+                    continue;
+            }
             if (!key_ns(k, ns, sizeof(ns)) || strcmp(ns, cfg->root_ns) == 0)
                 all_pods = true;
             else
@@ -1111,6 +1143,7 @@ int op_snapshot_update(const json_t *prev, const struct op_inputs *in,
     json_decref(aff_ns);
     json_decref(pods);
     json_decref(pod_ns);
+    json_decref(listed);
     *ret_snap = snap;
     *ret_touched = touched;
     return 0;
@@ -1132,6 +1165,7 @@ fail:
     json_decref(aff_ns);
     json_decref(pods);
     json_decref(pod_ns);
+    json_decref(listed);
     return r;
 }
 

@@ -100,7 +100,9 @@ void op_changes_clear(struct op_changes *ch);
  *   Service, EndpointSlice   -> the service + the workloads of its namespace
  *   Namespace                -> its services and workloads (waypoint labels)
  *   AuthorizationPolicy, PA  -> every policy (compiled again, cheap) + the workloads of its
- *                               namespace, or all workloads for the root namespace
+ *                               namespace, or all workloads for the root namespace; for an
+ *                               AuthorizationPolicy only if it has a selector or a workload
+ *                               of prev lists it (workloads list selector policies only)
  *   Node, Gateway, Service   -> waypoints (recomputed every time: few); a waypoint that
  *                               appears, vanishes or changes address/`for` rebuilds everything
  * `prev` stays untouched (immutable): the new snapshot shares every unchanged object with it by
