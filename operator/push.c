@@ -836,7 +836,19 @@ int op_push_publish(struct op_push *p, const json_t *snap, uint64_t version,
     p->snap = snap;
     p->version = version;
     if (dp_list_empty(&p->streams)) {
+        json_t *e;
+        size_t i;
+
         p->indexed = false; /* nobody to scope for: rebuilt when a stream opens */
+        /* texts of deleted objects would otherwise stay until the next full push */
+        json_array_foreach(events, i, e) {
+            const char *type = json_string_value(json_object_get(e, "type"));
+            const char *key = json_string_value(json_object_get(e, "key"));
+            int kind = kind_idx(json_string_value(json_object_get(e, "kind")));
+
+            if (kind >= 0 && key != NULL && type != NULL && strcmp(type, "delete") == 0)
+                json_object_del(p->text[kind], key);
+        }
         return 0;
     }
     if (!p->indexed && (r = index_build(p)) < 0)
