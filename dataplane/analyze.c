@@ -31,6 +31,8 @@ static const struct {
         {"UnknownHost", "Error", "IST0101", "ReferencedResourceNotFound"},
         {"SelectorAndTargetRefs", "Error", "IST0106", "SchemaValidationError"},
         {"ConflictingPeerAuthentication", "Warning", NULL, NULL},
+        {"ConflictingVirtualServiceHosts", "Error", "IST0109",
+         "ConflictingMeshGatewayVirtualServiceHosts"},
 };
 
 bool dp_analyze_rejects(const char *code)
@@ -402,6 +404,131 @@ static void check_selector_targetrefs(struct ctx *c, const json_t *objs, const c
     }
 }
 
+/* ------------------------------------------------------------------ VirtualService hosts */
+
+/* Bound to the mesh (sidecars, waypoints): no gateways, or "mesh" among them. */
+static bool for_mesh(const json_t *vs)
+{
+    json_t *gws = json_object_get(json_object_get(vs, "spec"), "gateways"), *g;
+    size_t i;
+
+    if (json_array_size(gws) == 0)
+        return true;
+    json_array_foreach(gws, i, g) {
+        if (json_is_string(g) && strcmp(json_string_value(g), "mesh") == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool exported_everywhere(const json_t *vs)
+{
+    json_t *e = json_object_get(json_object_get(vs, "spec"), "exportTo"), *v;
+    size_t i;
+
+    if (json_array_size(e) == 0)
+        return true;
+    json_array_foreach(e, i, v) {
+        if (json_is_string(v) && strcmp(json_string_value(v), "*") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The identity of a VirtualService host: its Service key, else its text (NULL: wildcard). */
+static const char *host_id(struct ctx *c, const char *host, const char *ns, char *buf,
+                           size_t sz)
+{
+    if (strchr(host, '*') != NULL)
+        return NULL;
+    resolve_host(c, host, ns, buf, sz);
+    return buf[0] ? buf : host;
+}
+
+/*
+ * Two mesh VirtualServices for one host (both visible to the same clients: same namespace, or
+ * both exported everywhere): only one of them applies.
+ */
+static void check_vs_hosts(struct ctx *c)
+{
+    const json_t *vss = c->in->virtual_services;
+    json_t *idx = json_object(), *vs, *h;
+    const char *k;
+    char buf[600];
+    size_t i;
+
+    if (idx == NULL) {
+        c->err = -ENOMEM;
+        return;
+    }
+    json_object_foreach((json_t *)vss, k, vs) { /* host id -> [VS key, ...] */
+        if (!for_mesh(vs))
+            continue;
+        subject(c, "VirtualService", k, vs);
+        json_array_foreach(json_object_get(json_object_get(vs, "spec"), "hosts"), i, h) {
+            const char *id = json_is_string(h) ? host_id(c, json_string_value(h), c->ns, buf,
+                                                         sizeof(buf))
+                                               : NULL;
+            json_t *arr, *last;
+
+            if (id == NULL)
+                continue;
+            arr = json_object_get(idx, id);
+            if (arr == NULL && json_object_set_new(idx, id, arr = json_array()) < 0) {
+                c->err = -ENOMEM;
+                break;
+            }
+            last = json_array_get(arr, json_array_size(arr) - 1);
+            if (!(last && strcmp(json_string_value(last), k) == 0)) /* listed twice */
+                json_array_append_new(arr, json_string(k));
+        }
+    }
+    json_object_foreach((json_t *)vss, k, vs) {
+        bool everywhere = exported_everywhere(vs);
+
+        if (!for_mesh(vs))
+            continue;
+        json_array_foreach(json_object_get(json_object_get(vs, "spec"), "hosts"), i, h) {
+            const char *id, *ns;
+            char others[400] = "", path[64];
+            size_t off = 0, j, n = 0;
+            json_t *other;
+
+            subject(c, "VirtualService", k, vs);
+            ns = c->ns;
+            id = json_is_string(h) ? host_id(c, json_string_value(h), ns, buf, sizeof(buf))
+                                   : NULL;
+            if (id == NULL)
+                continue;
+            json_array_foreach(json_object_get(idx, id), j, other) {
+                const char *ok = json_string_value(other);
+                const json_t *ovs = json_object_get(vss, ok);
+
+                if (strcmp(ok, k) == 0)
+                    continue;
+                subject(c, "VirtualService", ok, ovs);
+                if (strcmp(c->ns, ns) != 0 && !(everywhere && exported_everywhere(ovs)))
+                    continue;
+                n++;
+                if (off < sizeof(others) - 1)
+                    off += (size_t)snprintf(others + off, sizeof(others) - off, "%s%s",
+                                            off ? ", " : "", ok);
+                if (off >= sizeof(others))
+                    off = sizeof(others) - 1;
+            }
+            if (n == 0)
+                continue;
+            subject(c, "VirtualService", k, vs);
+            snprintf(path, sizeof(path), "spec.hosts[%zu]", i);
+            finding(c, "ConflictingVirtualServiceHosts", path,
+                    "VirtualService %.300s also defines host \"%.200s\" for the mesh: only one "
+                    "of them applies; merge them into one",
+                    others, json_string_value(h));
+        }
+    }
+    json_decref(idx);
+}
+
 /* ------------------------------------------------------------------ PeerAuthentication */
 
 /* Istio's precedence among policies of one scope: older first, then by name. */
@@ -504,6 +631,7 @@ int dp_analyze(const struct dp_analyze_inputs *in, json_t **ret_findings)
         subject(&c, "DestinationRule", k, o);
         check_subsets_select(&c, o);
     }
+    check_vs_hosts(&c);
     check_selector_targetrefs(&c, in->authorization_policies, "AuthorizationPolicy");
     check_selector_targetrefs(&c, in->request_authentications, "RequestAuthentication");
     check_selector_targetrefs(&c, in->telemetries, "Telemetry");

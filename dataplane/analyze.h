@@ -24,6 +24,10 @@
  *                        ServiceEntry host (Error; IST0101 ReferencedResourceNotFound, `host`)
  *   SelectorAndTargetRefs  selector together with targetRef(s) (Error; IST0106
  *                        SchemaValidationError)
+ *   ConflictingVirtualServiceHosts  two VirtualServices bound to the mesh (no gateways, or
+ *                        "mesh") define one host (short or full name) and are visible to the
+ *                        same clients (same namespace, or both exported everywhere): only one
+ *                        applies (Error; IST0109 ConflictingMeshGatewayVirtualServiceHosts)
  *   ConflictingPeerAuthentication  a PeerAuthentication that never applies because an older
  *                        one covers the same scope: a second namespace-wide (mesh-wide in the
  *                        root namespace) policy, or a selector policy matching a pod another

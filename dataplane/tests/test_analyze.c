@@ -124,6 +124,34 @@ static const struct {
          "InvalidRegex VirtualService bookinfo/r spec.http[0].match[0].uri\n"
          "InvalidRegex VirtualService bookinfo/r spec.http[0].match[1].headers[x-user]\n"
          "InvalidRegex VirtualService bookinfo/r spec.http[0].match[1].queryParams[q]\n"},
+        {"two mesh VirtualServices for one host conflict (short and full name); not across "
+         "namespaces unless both are exported everywhere; gateway-only, wildcard and a host "
+         "listed twice do not",
+         "- kind: VirtualService\n"
+         "  metadata: {name: a, namespace: bookinfo}\n"
+         "  spec: {hosts: [reviews, ratings, ratings]}\n"
+         "- kind: VirtualService\n"
+         "  metadata: {name: b, namespace: bookinfo}\n"
+         "  spec: {hosts: [reviews.bookinfo.svc.cluster.local], gateways: [mesh, gw]}\n"
+         "- kind: VirtualService\n"
+         "  metadata: {name: c, namespace: other}\n"
+         "  spec: {hosts: [reviews.bookinfo.svc.cluster.local], exportTo: [.]}\n"
+         "- kind: VirtualService\n"
+         "  metadata: {name: d, namespace: bookinfo}\n"
+         "  spec: {hosts: [reviews], gateways: [istio-system/ingress]}\n"
+         "- kind: VirtualService\n"
+         "  metadata: {name: e, namespace: bookinfo}\n"
+         "  spec: {hosts: ['*.bookinfo.svc.cluster.local']}\n"
+         "- kind: VirtualService\n"
+         "  metadata: {name: f, namespace: other}\n"
+         "  spec: {hosts: [httpbin.org]}\n"
+         "- kind: VirtualService\n"
+         "  metadata: {name: g, namespace: bookinfo}\n"
+         "  spec: {hosts: [httpbin.org], exportTo: ['*']}\n",
+         "ConflictingVirtualServiceHosts VirtualService bookinfo/a spec.hosts[0]\n"
+         "ConflictingVirtualServiceHosts VirtualService bookinfo/b spec.hosts[0]\n"
+         "ConflictingVirtualServiceHosts VirtualService other/f spec.hosts[0]\n"
+         "ConflictingVirtualServiceHosts VirtualService bookinfo/g spec.hosts[0]\n"},
         {"selector together with targetRef(s)",
          "- kind: AuthorizationPolicy\n"
          "  metadata: {name: both, namespace: bookinfo}\n"
@@ -288,6 +316,26 @@ static void test_messages(void **state)
     json_decref(findings);
 }
 
+static void test_conflict_message(void **state)
+{
+    json_t *findings = analyze_yaml(BOOKINFO
+                                    "- kind: VirtualService\n"
+                                    "  metadata: {name: a, namespace: bookinfo}\n"
+                                    "  spec: {hosts: [reviews]}\n"
+                                    "- kind: VirtualService\n"
+                                    "  metadata: {name: b, namespace: bookinfo}\n"
+                                    "  spec: {hosts: [reviews]}\n");
+    char line[700];
+
+    (void)state;
+    assert_int_equal(json_array_size(findings), 2);
+    dp_analyze_format(json_array_get(findings, 0), line, sizeof(line));
+    assert_string_equal(line, "Error [IST0109] (VirtualService bookinfo/a) VirtualService "
+                              "bookinfo/b also defines host \"reviews\" for the mesh: only one "
+                              "of them applies; merge them into one");
+    json_decref(findings);
+}
+
 static void test_rejects(void **state)
 {
     (void)state;
@@ -350,6 +398,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_table),
             cmocka_unit_test(test_messages),
+            cmocka_unit_test(test_conflict_message),
             cmocka_unit_test(test_rejects),
             cmocka_unit_test(test_key_fallback),
             cmocka_unit_test(test_pods_unknown),
