@@ -147,9 +147,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: ambit-operator [options]\n"
                "  --kubeconfig PATH     kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)\n"
                "  --namespace NS        operator namespace (default istio-system)\n"
-               "  --trust-domain TD     SPIFFE trust domain (default cluster.local)\n"
+               "  --trust-domain TD     SPIFFE trust domain until ConfigMap istio says (default cluster.local)\n"
                "  --cluster-id ID       cluster id in workload uids (default Kubernetes)\n"
-               "  --root-namespace NS   mesh root namespace (default istio-system)\n"
+               "  --root-namespace NS   mesh root namespace until ConfigMap istio says (default: --namespace)\n"
                "  --no-root-configmaps  do not publish istio-ca-root-cert ConfigMaps\n"
                "  --events-out PATH     append every pushed event as one JSON line (debugging, tests)\n"
                "  --debounce-ms N       snapshot debounce (default 100)\n"
@@ -237,7 +237,7 @@ int main(int argc, char **argv)
     const char *accounts[17] = {0};
     char def_accounts[2][300];
     unsigned n_accounts = 0;
-    bool leader_elect = true;
+    bool leader_elect = true, root_ns_set = false;
     struct dp_kube_lease *lease = NULL;
     char identity[300];
     int c, r;
@@ -262,6 +262,7 @@ int main(int argc, char **argv)
             break;
         case 'r':
             opts.mesh.root_ns = optarg;
+            root_ns_set = true;
             break;
         case 'R':
             opts.publish_roots = false;
@@ -351,6 +352,8 @@ int main(int argc, char **argv)
             fclose(m.events_out);
         return 2;
     }
+    if (!root_ns_set)
+        opts.mesh.root_ns = opts.namespace; /* Istio's default: the control plane's namespace */
     if (n_accounts == 0) {
         snprintf(def_accounts[0], sizeof(def_accounts[0]), "%s/ztunnel", opts.namespace);
         snprintf(def_accounts[1], sizeof(def_accounts[1]), "%s/ambit-node", opts.namespace);

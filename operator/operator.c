@@ -13,6 +13,8 @@
 #define LOG_MAX      20000 /* events kept for resumable streams */
 #define ROOT_CM      "istio-ca-root-cert"
 #define MESH_NAME    "default"
+#define MESH_CM      "istio"     /* Istio's MeshConfig ConfigMap, key "mesh" */
+#define CA_SECRET    "istio-ca-secret"
 #define MAX_INFLIGHT 16
 
 enum inf_idx {
@@ -29,6 +31,7 @@ enum inf_idx {
     INF_VIRTUALSERVICES, /* analysis only (analysis.h): not part of the snapshot */
     INF_DESTINATIONRULES,
     INF_SERVICEENTRIES,
+    INF_MESHCM,
     INF_COUNT,
 };
 
@@ -52,6 +55,9 @@ static const struct {
         [INF_VIRTUALSERVICES] = {&DP_KUBE_RES_VIRTUALSERVICES, false},
         [INF_DESTINATIONRULES] = {&DP_KUBE_RES_DESTINATIONRULES, false},
         [INF_SERVICEENTRIES] = {&DP_KUBE_RES_SERVICEENTRIES, false},
+        /* the mesh config (operator namespace, field selector): the first snapshot waits for
+         * it so that it is built with the configured trust domain and root namespace */
+        [INF_MESHCM] = {&DP_KUBE_RES_CONFIGMAPS, true},
 };
 
 /* Kinds the snapshot does not read: a change notifies the config subscribers only. */
@@ -92,6 +98,13 @@ struct op_ctx {
     unsigned ca_generation;
     struct dp_defer ca_reload;
     struct op_stats stats;
+
+    /* mesh config: in effect, where from, and the newest rejected content's error */
+    struct op_meshconfig *meshcfg;
+    const char *default_td, *default_root; /* op_options' values (borrowed) */
+    bool meshcfg_from_cm;
+    char meshcfg_rv[64], meshcfg_observed_rv[64];
+    char *meshcfg_error;
 };
 
 void op_options_defaults(struct op_options *o)
@@ -373,6 +386,119 @@ static void queue_root(struct op_ctx *op, const json_t *ns_obj)
         roots_kick(op);
 }
 
+/* ------------------------------------------------------------------ mesh config */
+
+static void set_meshcfg(struct op_ctx *op, struct op_meshconfig *cfg /* steals */)
+{
+    op_meshconfig_free(op->meshcfg);
+    op->meshcfg = cfg;
+    /* the snapshot, the CSR checks and the status read these */
+    op->opts.mesh.trust_domain = cfg->trust_domain;
+    op->opts.mesh.root_ns = cfg->root_ns;
+}
+
+/*
+ * ConfigMap `istio` added, changed (cm) or deleted (NULL): parse it; a valid config replaces the
+ * one in effect, an invalid one is logged once and kept for the status (Degraded) while the last
+ * good config stays. Either way the snapshot is rebuilt soon (pushes, status).
+ */
+static void meshcfg_update(struct op_ctx *op, const json_t *cm)
+{
+    const char *rv = cm ? dp_kube_meta_str(cm, "resourceVersion") : NULL;
+    const json_t *mesh = cm ? json_object_get(json_object_get(cm, "data"), "mesh") : NULL;
+    const char *text = json_string_value(mesh);
+    struct op_meshconfig *cfg = NULL;
+    json_t *unknown = NULL;
+    char source[320], err[1024] = "";
+    int r;
+
+    snprintf(op->meshcfg_observed_rv, sizeof(op->meshcfg_observed_rv), "%s", rv ? rv : "");
+    snprintf(source, sizeof(source), "ConfigMap %s/%s key mesh", op->opts.namespace, MESH_CM);
+    if (cm != NULL && text == NULL)
+        dp_warn(SCOPE, "mesh config has no key mesh, using the defaults",
+                DP_LS("configmap", source));
+    if (cm == NULL)
+        r = op_meshconfig_defaults(op->default_td, op->default_root, &cfg);
+    else
+        r = op_meshconfig_parse(text ? text : "", text ? strlen(text) : 0, source,
+                                op->default_td, op->default_root, &cfg, &unknown, err,
+                                sizeof(err));
+    if (r < 0) {
+        if (op->meshcfg_error == NULL || strcmp(op->meshcfg_error, err) != 0)
+            dp_error(SCOPE, "mesh config rejected, keeping the last good one",
+                     DP_LS("detail", err), DP_LS("resource_version", rv ? rv : ""));
+        free(op->meshcfg_error);
+        op->meshcfg_error = strdup(err[0] ? err : "mesh config rejected");
+        mark_dirty(op); /* status: Degraded */
+        return;
+    }
+    free(op->meshcfg_error);
+    op->meshcfg_error = NULL;
+    if (json_array_size(unknown) > 0) {
+        char names[512] = "";
+        size_t off = 0, i;
+        json_t *v;
+
+        json_array_foreach(unknown, i, v) {
+            if (off < sizeof(names))
+                off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? "," : "",
+                                        json_string_value(v));
+        }
+        dp_warn(SCOPE, "mesh config: ignoring fields ambit does not use", DP_LS("fields", names),
+                DP_LS("configmap", source));
+    }
+    json_decref(unknown);
+    op->meshcfg_from_cm = cm != NULL;
+    snprintf(op->meshcfg_rv, sizeof(op->meshcfg_rv), "%s", rv ? rv : "");
+    if (op_meshconfig_equal(cfg, op->meshcfg)) {
+        op_meshconfig_free(cfg);
+    } else {
+        dp_info(SCOPE, "mesh config applied", DP_LS("source", cm ? source : "defaults"),
+                DP_LS("trust_domain", cfg->trust_domain), DP_LS("root_namespace", cfg->root_ns),
+                DP_LS("access_log_encoding", op_access_log_encoding_str(cfg->access_log_encoding)),
+                DP_LS("resource_version", rv ? rv : ""));
+        set_meshcfg(op, cfg);
+        op->changes.all = true; /* trust domain / root namespace touch every kind */
+    }
+    mark_dirty(op);
+}
+
+const struct op_meshconfig *op_meshconfig(const struct op_ctx *op)
+{
+    return op->meshcfg;
+}
+
+json_t *op_meshconfig_status(const struct op_ctx *op)
+{
+    json_t *j = op_meshconfig_to_json(op->meshcfg);
+    char source[320];
+
+    if (j == NULL)
+        return NULL;
+    snprintf(source, sizeof(source), "ConfigMap %s/%s", op->opts.namespace, MESH_CM);
+    json_object_set_new(j, "source", json_string(op->meshcfg_from_cm ? source : "defaults"));
+    json_object_set_new(j, "resourceVersion", json_string(op->meshcfg_rv));
+    json_object_set_new(j, "observedResourceVersion", json_string(op->meshcfg_observed_rv));
+    return j;
+}
+
+const char *op_meshconfig_error(const struct op_ctx *op)
+{
+    return op->meshcfg_error;
+}
+
+/* The Mesh object `default` seen: its root ConfigMaps get their owner reference. */
+static void mesh_seen(struct op_ctx *op, const json_t *mesh)
+{
+    const char *k;
+    json_t *ns_obj;
+
+    (void)mesh;
+    json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, ns_obj) {
+        queue_root(op, ns_obj);
+    }
+}
+
 /* ------------------------------------------------------------------ informer handlers */
 
 static bool is_kind(const json_t *obj, const char *kind)
@@ -437,15 +563,14 @@ static void on_obj_add(json_t *obj, void *arg)
         dp_loop_defer(op->loop, &op->ca_reload);
         return;
     }
+    if (is_kind(obj, "ConfigMap")) {
+        meshcfg_update(op, obj);
+        return;
+    }
     if (is_kind(obj, "Namespace"))
         queue_root(op, obj);
-    if (is_kind(obj, "Mesh")) { /* roots get their owner reference */
-        const char *k;
-        json_t *ns_obj;
-        json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, ns_obj) {
-            queue_root(op, ns_obj);
-        }
-    }
+    if (is_kind(obj, "Mesh"))
+        mesh_seen(op, obj);
     changed(op, obj);
 }
 
@@ -462,6 +587,11 @@ static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
         dp_loop_defer(op->loop, &op->ca_reload);
         return;
     }
+    if (is_kind(new_obj, "ConfigMap")) {
+        meshcfg_update(op, new_obj);
+        return;
+    }
+
     if (json_is_string(json_object_get(new_obj, "kind")) &&
         strcmp(json_string_value(json_object_get(new_obj, "kind")), "Namespace") == 0 &&
         op->opts.write_selector != NULL)
@@ -479,6 +609,10 @@ static void on_obj_delete(json_t *obj, void *arg)
     }
     if (is_kind(obj, "Secret")) {
         dp_loop_defer(op->loop, &op->ca_reload);
+        return;
+    }
+    if (is_kind(obj, "ConfigMap")) {
+        meshcfg_update(op, NULL); /* back to the defaults */
         return;
     }
     changed(op, obj);
@@ -513,6 +647,7 @@ static void on_ca_reload(struct dp_loop *loop, void *arg)
     op_ca_free(op->ca);
     op->ca = ca;
     op->ca_generation++;
+
     dp_info(SCOPE, "CA reloaded", DP_LS("source", ca->source));
     if (op->leader) {
         const char *k;
@@ -569,6 +704,19 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
         r = -ENOMEM;
         goto fail;
     }
+    /* the flags' values until ConfigMap istio is seen */
+    op->default_td = opts->mesh.trust_domain;
+    op->default_root = opts->mesh.root_ns;
+    r = op_meshconfig_defaults(opts->mesh.trust_domain, opts->mesh.root_ns, &op->meshcfg);
+    if (r < 0) {
+        dp_error(SCOPE, "bad mesh defaults (--trust-domain, --root-namespace)",
+                 DP_LS("trust_domain", opts->mesh.trust_domain ? opts->mesh.trust_domain : ""),
+                 DP_LS("root_namespace", opts->mesh.root_ns ? opts->mesh.root_ns : ""),
+                 DP_LERR(r));
+        goto fail;
+    }
+    op->opts.mesh.trust_domain = op->meshcfg->trust_domain;
+    op->opts.mesh.root_ns = op->meshcfg->root_ns;
     r = dp_kube_config_default(opts->kubeconfig, &op->kcfg, err, sizeof(err));
     if (r < 0) {
         dp_error(SCOPE, "no Kubernetes configuration", DP_LS("detail", err), DP_LERR(r));
@@ -587,11 +735,13 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
     if (r < 0)
         goto fail;
     for (int i = 0; i < INF_COUNT; i++) {
-        struct dp_kube_list_opts sel = {.field_selector = "metadata.name=cacerts"};
+        struct dp_kube_list_opts sel = {.field_selector = i == INF_CACERTS
+                                                                  ? "metadata.name=cacerts"
+                                                                  : "metadata.name=" MESH_CM};
+        bool own_ns = i == INF_CACERTS || i == INF_MESHCM;
 
-        r = dp_kube_informer_new(op->multi, INFORMERS[i].res,
-                                 i == INF_CACERTS ? opts->namespace : NULL,
-                                 i == INF_CACERTS ? &sel : NULL, &INF_OPS, op, &op->inf[i]);
+        r = dp_kube_informer_new(op->multi, INFORMERS[i].res, own_ns ? opts->namespace : NULL,
+                                 own_ns ? &sel : NULL, &INF_OPS, op, &op->inf[i]);
         if (r < 0)
             goto fail;
         /* optional CRDs may be installed any time: look again every few seconds */
@@ -633,6 +783,8 @@ void op_free(struct op_ctx *op)
     json_decref(op->snap);
     json_decref(op->log);
     op_changes_clear(&op->changes);
+    op_meshconfig_free(op->meshcfg);
+    free(op->meshcfg_error);
     free(op);
 }
 

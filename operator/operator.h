@@ -19,6 +19,7 @@
 #include "kube.h"
 #include "kube_informer.h"
 #include "loop.h"
+#include "meshconfig.h"
 #include "snapshot.h"
 
 struct op_options {
@@ -101,6 +102,21 @@ const json_t *op_service_entries(const struct op_ctx *op);
 /** The VirtualService, DestinationRule and ServiceEntry informers each listed once (false
  *  while those CRDs are not installed). */
 bool op_config_synced(const struct op_ctx *op);
+
+/**
+ * Mesh config (ConfigMap `istio`, key `mesh`, in the operator namespace; meshconfig.h), watched:
+ * a valid change replaces the config in effect (trust domain and root namespace feed the next
+ * snapshot and the CSR checks at once), an invalid one keeps the last good config. Until the
+ * ConfigMap is seen (and after it is deleted) the values from op_options apply.
+ */
+/** The config in effect (borrowed: valid until the next ConfigMap event). */
+const struct op_meshconfig *op_meshconfig(const struct op_ctx *op);
+/** What the Mesh status shows (NEW): the config in effect plus "source" ("ConfigMap
+ *  <ns>/istio" or "defaults"), "resourceVersion" (of the ConfigMap in effect, "" for the
+ *  defaults) and "observedResourceVersion" (the newest one seen, valid or not). */
+json_t *op_meshconfig_status(const struct op_ctx *op);
+/** Why the newest ConfigMap content was rejected (borrowed), or NULL when it is in effect. */
+const char *op_meshconfig_error(const struct op_ctx *op);
 
 /** Counters for metrics. */
 struct op_stats {

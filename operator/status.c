@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -159,26 +160,132 @@ static bool pod_ready(const json_t *pod)
     return false;
 }
 
-/*
- * A per-node component (the charts' DaemonSets, found by their `app` label in the operator
- * namespace): desired = nodes, available = its Ready pods. New reference.
- */
-static json_t *node_component(struct op_ctx *op, const char *name, const char *app)
+static int cmp_str(const void *a, const void *b)
 {
-    json_int_t desired = (json_int_t)json_object_size(op_nodes(op)), available = 0;
-    const char *k, *ns = op_opts(op)->namespace;
-    json_t *pod;
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
-    json_object_foreach((json_t *)op_pods(op), k, pod) {
+#define MAX_NAMED_NODES 5
+
+json_t *op_mesh_node_component(const json_t *nodes, const json_t *pods, const char *ns,
+                               const char *name, const char *app)
+{
+    size_t n_nodes = json_object_size(nodes), n_missing = 0, i;
+    const char **missing = calloc(n_nodes ? n_nodes : 1, sizeof(*missing));
+    json_t *ready_on = json_object(), *pod, *node, *comp = NULL;
+    const char *k;
+    char msg[512] = "";
+
+    if (missing == NULL || ready_on == NULL)
+        goto out;
+    json_object_foreach((json_t *)pods, k, pod) {
         const char *pns = dp_kube_meta_str(pod, "namespace"), *papp = dp_kube_label(pod, "app");
+        const char *on = json_string_value(json_object_get(json_object_get(pod, "spec"),
+                                                           "nodeName"));
 
-        if (pns && ns && papp && strcmp(pns, ns) == 0 && strcmp(papp, app) == 0 &&
+        if (pns && ns && papp && on && strcmp(pns, ns) == 0 && strcmp(papp, app) == 0 &&
             pod_ready(pod))
-            available++;
+            json_object_set_new(ready_on, on, json_true());
     }
-    return json_pack("{s:s,s:s,s:b,s:I,s:I}", "name", name, "version", AMBIT_VERSION, "ready",
-                     desired > 0 && available >= desired, "desired", desired, "available",
-                     available);
+    json_object_foreach((json_t *)nodes, k, node) {
+        const char *nn = dp_kube_meta_str(node, "name");
+
+        if (nn != NULL && json_object_get(ready_on, nn) == NULL)
+            missing[n_missing++] = nn;
+    }
+    comp = json_pack("{s:s,s:s,s:b,s:I,s:I}", "name", name, "version", AMBIT_VERSION, "ready",
+                     n_nodes > 0 && n_missing == 0, "desired", (json_int_t)n_nodes, "available",
+                     (json_int_t)(n_nodes - n_missing));
+    if (comp == NULL || n_missing == 0)
+        goto out;
+    qsort(missing, n_missing, sizeof(*missing), cmp_str);
+    {
+        size_t off = (size_t)snprintf(msg, sizeof(msg), "not ready on ");
+
+        for (i = 0; i < n_missing && i < MAX_NAMED_NODES && off < sizeof(msg); i++)
+            off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s%.63s", i ? ", " : "",
+                                    missing[i]);
+        if (n_missing > MAX_NAMED_NODES && off < sizeof(msg))
+            snprintf(msg + off, sizeof(msg) - off, " and %zu more", n_missing - MAX_NAMED_NODES);
+    }
+    json_object_set_new(comp, "message", json_string(msg));
+out:
+    free(missing);
+    json_decref(ready_on);
+    return comp;
+}
+
+/* lastTransitionTime of the same condition type in `old` if its status is unchanged */
+static const char *transition_time(const json_t *old, const char *type, const char *status,
+                                   const char *now)
+{
+    json_t *c;
+    size_t i;
+
+    json_array_foreach(old, i, c) {
+        const char *t = json_string_value(json_object_get(c, "type"));
+        const char *st = json_string_value(json_object_get(c, "status"));
+        const char *ltt = json_string_value(json_object_get(c, "lastTransitionTime"));
+
+        if (t && st && ltt && strcmp(t, type) == 0)
+            return strcmp(st, status) == 0 ? ltt : now;
+    }
+    return now;
+}
+
+static const struct {
+    const char *component, *reason, *what;
+} NODE_COMPONENTS[] = {
+        {"nodeAgent", "NodeAgentsNotReady", "node agents"},
+        {"cni", "CNINotReady", "CNI node agents"},
+};
+
+json_t *op_mesh_conditions(bool synced, const char *meshcfg_error, const json_t *components,
+                           const json_t *old, json_int_t gen, const char *now)
+{
+    char msg[1536] = "";
+    const char *reason = NULL, *deg;
+    size_t off = 0, i;
+    json_t *comp;
+
+    if (meshcfg_error != NULL) {
+        reason = "MeshConfigInvalid";
+        off += (size_t)snprintf(msg, sizeof(msg), "%s", meshcfg_error);
+    }
+    for (size_t j = 0; j < sizeof(NODE_COMPONENTS) / sizeof(NODE_COMPONENTS[0]); j++) {
+        json_array_foreach(components, i, comp) {
+            const char *name = json_string_value(json_object_get(comp, "name"));
+            json_int_t desired = json_integer_value(json_object_get(comp, "desired"));
+            json_int_t available = json_integer_value(json_object_get(comp, "available"));
+            const char *cmsg = json_string_value(json_object_get(comp, "message"));
+
+            /* no nodes: nothing can run, nothing is missing */
+            if (name == NULL || strcmp(name, NODE_COMPONENTS[j].component) != 0 ||
+                desired <= 0 || available >= desired)
+                continue;
+            if (reason == NULL)
+                reason = NODE_COMPONENTS[j].reason;
+            if (off < sizeof(msg))
+                off += (size_t)snprintf(msg + off, sizeof(msg) - off,
+                                        "%s%" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
+                                        " %s ready%s%s",
+                                        off ? "; " : "", available, desired,
+                                        NODE_COMPONENTS[j].what, cmsg ? "; " : "",
+                                        cmsg ? cmsg : "");
+        }
+    }
+    deg = reason ? "True" : "False";
+    return json_pack("[{s:s,s:s,s:s,s:s,s:I,s:s},{s:s,s:s,s:s,s:s,s:I,s:s}]",
+                     "type", "Ready", "status", synced ? "True" : "False", "reason",
+                     synced ? "Synced" : "NotSynced", "message",
+                     synced ? "operator synced; serving config and certificates"
+                            : "operator informers not synced",
+                     "observedGeneration", gen, "lastTransitionTime",
+                     transition_time(old, "Ready", synced ? "True" : "False", now),
+                     "type", "Degraded", "status", deg, "reason", reason ? reason : "AsExpected",
+                     "message", reason ? msg : "mesh config valid; every component ready",
+                     "observedGeneration", gen, "lastTransitionTime",
+                     transition_time(old, "Degraded", deg, now));
 }
 
 static void on_push(struct op_ctx *op, const json_t *events, void *arg)
@@ -209,26 +316,27 @@ static void on_push(struct op_ctx *op, const json_t *events, void *arg)
     json_object_foreach((json_t *)op_meshes(op), k, mesh) {
         json_int_t gen = json_integer_value(json_object_get(json_object_get(mesh, "metadata"),
                                                             "generation"));
+        const char *ns = op_opts(op)->namespace;
         bool ready = op_ready(op);
-        json_t *status;
+        json_t *status, *comps;
 
         if (!op_may_write(op, NULL, json_object_get(json_object_get(mesh, "metadata"), "labels")))
             continue;
+        comps = json_pack("[{s:s,s:s,s:b},o?,o?]", "name", "operator", "version", AMBIT_VERSION,
+                          "ready", ready,
+                          op_mesh_node_component(op_nodes(op), op_pods(op), ns, "nodeAgent",
+                                                 "ambit-node"),
+                          op_mesh_node_component(op_nodes(op), op_pods(op), ns, "cni",
+                                                 "ambit-cni-node"));
+        if (comps == NULL)
+            continue;
         status = json_pack(
-                "{s:I,s:s,s:[{s:s,s:s,s:b}],s:[{s:s,s:s,s:s,s:s,s:I,s:s}]}", "observedGeneration",
-                gen, "version", AMBIT_VERSION, "components", "name", "operator", "version",
-                AMBIT_VERSION, "ready", ready, "conditions", "type", "Ready", "status",
-                ready ? "True" : "False", "reason", ready ? "Synced" : "NotSynced", "message",
-                ready ? "operator synced; serving config and certificates"
-                      : "operator informers not synced",
-                "observedGeneration", gen, "lastTransitionTime", now);
-
-        if (status != NULL) {
-            json_t *comps = json_object_get(status, "components");
-
-            json_array_append_new(comps, node_component(op, "nodeAgent", "ambit-node"));
-            json_array_append_new(comps, node_component(op, "cni", "ambit-cni-node"));
-        }
+                "{s:I,s:s,s:o?,s:O,s:o?}", "observedGeneration", gen, "version", AMBIT_VERSION,
+                "meshConfig", op_meshconfig_status(op), "components", comps, "conditions",
+                op_mesh_conditions(ready, op_meshconfig_error(op), comps,
+                                   json_object_get(json_object_get(mesh, "status"), "conditions"),
+                                   gen, now));
+        json_decref(comps);
         if (status != NULL)
             write_status(st, &DP_KUBE_RES_MESHES, NULL, k, "install.ambit.dev/v1alpha1", "Mesh",
                          status);

@@ -90,6 +90,16 @@ expect_fail "control-plane: bad certificates.ttl" 'certificates.ttl' \
 expect_fail "node-agent: bad logFormat" 'logFormat' charts/node-agent --set logFormat=xml
 expect_fail "cni: relative cniBinDir" 'cniBinDir' charts/cni --set cniBinDir=opt/cni
 
+# meshConfig is read live from ConfigMap istio: changing it must not change the operator's pod
+# template (else `helm upgrade` would restart the operator), but must change the ConfigMap
+deploy_of() { "$HELM" template r charts/control-plane -n istio-system "$@" | awk '/^kind: Deployment$/{d=1} /^---/{d=0} d'; }
+cm_of() { "$HELM" template r charts/control-plane -n istio-system "$@" | awk '/^kind: ConfigMap$/{d=1} /^---/{d=0} d'; }
+mc=(--set meshConfig.trustDomain=example.org --set meshConfig.rootNamespace=mesh-root
+    --set meshConfig.accessLogEncoding=JSON --set meshConfig.enableTracing=true)
+t_match "control-plane: the Deployment renders" 'kind: Deployment' "$(deploy_of)"
+t_eq "control-plane: a meshConfig change leaves the Deployment as it was" "$(deploy_of)" "$(deploy_of "${mc[@]}")"
+t_match "control-plane: a meshConfig change reaches ConfigMap istio" 'rootNamespace: mesh-root' "$(cm_of "${mc[@]}")"
+
 # least privilege: rendered RBAC never grants secrets cluster-wide nor pod deletion
 rbac=$(for ch in control-plane cni node-agent; do "$HELM" template x charts/$ch -n istio-system; done)
 crole_secrets=$(printf '%s\n' "$rbac" | awk '/^kind: ClusterRole$/{c=1} /^---/{c=0} c' | grep -c 'secrets')

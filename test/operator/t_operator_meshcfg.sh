@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# ambit-operator against a real API server: the mesh config is read live from ConfigMap istio
+# (key mesh) in the operator namespace — a new rootNamespace turns a namespace-less
+# AuthorizationPolicy Global in the pushed stream and a new trustDomain reaches the workloads,
+# without a restart; an invalid ConfigMap keeps the last good config and sets the Mesh Degraded
+# (MeshConfigInvalid, naming the field); deleting it falls back to the defaults.
+set -u
+cd "$(dirname "$0")/../.."
+. test/lib/testlib.sh
+. test/operator/lib.sh
+BUILD=${BUILD:-build}
+t_begin operator-meshcfg
+op_api_up || { t_fail "API server available"; t_end; exit 1; }
+ns=amb-mc-$$
+opns=amb-mc-sys-$$
+OP_PID=
+MESH_OURS=0
+stop_op() { [ -n "$OP_PID" ] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null; OP_PID=; }
+cleanup() {
+    stop_op
+    kc delete ns "$ns" "$opns" --wait=false >/dev/null 2>&1
+    [ "$MESH_OURS" = 1 ] && kc delete mesh default --wait=false >/dev/null 2>&1
+    op_crds_cleanup
+    op_cleanup
+}
+trap cleanup EXIT
+EV=$T_DIR/events.ndjson
+ev_has() { [ -f "$EV" ] && jq -e -s "map(select($1)) | length > 0" "$EV" >/dev/null 2>&1; }
+# the newest event for a key satisfies the filter
+ev_last() { [ -f "$EV" ] && jq -e -s "map(select(.key==\"$1\")) | last | $2" "$EV" >/dev/null 2>&1; }
+mesh_cm() { # mesh_cm <MeshConfig YAML>: create or replace ConfigMap istio
+    kc -n "$opns" create configmap istio --from-literal=mesh="$1" --dry-run=client -o yaml |
+        kc apply -f - >>"$T_LOG" 2>&1
+}
+mesh_status() { kc get mesh default -o jsonpath="$1" 2>/dev/null; }
+status_is() { [ "$(mesh_status "$1")" = "$2" ]; }
+
+kc create ns "$opns" >/dev/null
+kc create ns "$ns" >/dev/null
+kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
+# a bare API server has no controller-manager to create default service accounts
+kc -n "$ns" create serviceaccount default >/dev/null 2>&1
+op_crds_install >/dev/null 2>&1
+# Mesh `default` is a singleton: on a shared cluster with a mesh installed, leave it alone
+if kc get mesh default >/dev/null 2>&1; then
+    t_pass "Mesh default exists (a mesh is installed): Mesh status and owner checks skipped"
+else
+    cat <<EOF | kc apply -f - >>"$T_LOG" 2>&1
+apiVersion: install.ambit.dev/v1alpha1
+kind: Mesh
+metadata: {name: default, labels: {amb-test: "$$"}}
+spec: {profile: ambient}
+EOF
+    MESH_OURS=1
+fi
+mesh_cm "trustDomain: cluster.local
+rootNamespace: $opns
+accessLogEncoding: TEXT
+outboundTrafficPolicy: {mode: ALLOW_ANY}"
+cat <<EOF | kc apply -f - >>"$T_LOG" 2>&1
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-legacy, namespace: $ns}
+spec: {action: DENY, rules: [{from: [{source: {namespaces: [legacy]}}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app-1, namespace: $ns, labels: {app: app}, annotations: {ambient.istio.io/redirection: enabled}}
+spec: {nodeName: node-1, containers: [{name: c, image: none}]}
+EOF
+kc -n "$ns" patch pod app-1 --subresource=status --type=merge \
+    -p '{"status":{"podIP":"10.244.7.5","podIPs":[{"ip":"10.244.7.5"}],"conditions":[{"type":"Ready","status":"True"}]}}' >>"$T_LOG" 2>&1
+# no --root-namespace / --trust-domain: the ConfigMap says; --write-selector keeps the writes
+# inside this test's namespaces and Mesh object on a shared cluster
+"$BUILD/bin/ambit-operator" --namespace "$opns" --events-out "$EV" --debounce-ms 50 \
+    --write-selector "amb-test=$$" --listen "127.0.0.1:$(freeport)" \
+    --metrics-listen "127.0.0.1:$(freeport)" --webhook-listen '' >>"$T_DIR/operator.log" 2>&1 &
+OP_PID=$!
+t_check "operator becomes ready" t_wait_for 30 grep -q 'first snapshot built' "$T_DIR/operator.log"
+t_match "the ConfigMap's unknown fields are warned about" 'ignoring fields.*outboundTrafficPolicy' \
+    "$(cat "$T_DIR/operator.log")"
+pol="$ns/deny-legacy"
+wl="Kubernetes//Pod/$ns/app-1"
+t_check "policy without selector outside the root namespace: scope Namespace" \
+    t_wait_for 10 ev_last "$pol" '.object.scope=="Namespace"'
+t_check "workload in trust domain cluster.local" t_wait_for 10 ev_last "$wl" '.object.trustDomain=="cluster.local"'
+
+# live change: root namespace and trust domain
+mesh_cm "trustDomain: example.org
+rootNamespace: $ns
+accessLogEncoding: JSON"
+t_check "rootNamespace change: the policy turns Global in the stream" \
+    t_wait_for 10 ev_last "$pol" '.object.scope=="Global"'
+t_check "trustDomain change: the workload is upserted in example.org" \
+    t_wait_for 10 ev_last "$wl" '.object.trustDomain=="example.org"'
+t_eq "operator still the same process" "1" "$(grep -c 'first snapshot built' "$T_DIR/operator.log")"
+t_match "change logged" 'mesh config applied.*trust_domain=example.org' "$(cat "$T_DIR/operator.log")"
+if [ "$MESH_OURS" = 1 ]; then
+    rv=$(kc -n "$opns" get cm istio -o jsonpath='{.metadata.resourceVersion}')
+    t_check "Mesh status: the config in effect (rootNamespace, JSON, resourceVersion)" t_wait_for 10 status_is \
+        '{.status.meshConfig.rootNamespace}/{.status.meshConfig.accessLogEncoding}/{.status.meshConfig.resourceVersion}/{.status.meshConfig.source}' \
+        "$ns/JSON/$rv/ConfigMap $opns/istio"
+    t_eq "Mesh status: Degraded=False AsExpected" "False/AsExpected" \
+        "$(mesh_status '{.status.conditions[?(@.type=="Degraded")].status}/{.status.conditions[?(@.type=="Degraded")].reason}')"
+fi
+
+# invalid: the last good config stays
+mesh_cm "trustDomain: example.org
+rootNamespace: $opns
+accessLogEncoding: XML"
+t_check "invalid ConfigMap: one error naming the field" t_wait_for 10 grep -q \
+    "mesh config rejected.*accessLogEncoding: must be TEXT or JSON, got 'XML'" "$T_DIR/operator.log"
+if [ "$MESH_OURS" = 1 ]; then
+    bad_rv=$(kc -n "$opns" get cm istio -o jsonpath='{.metadata.resourceVersion}')
+    t_check "Mesh Degraded=True MeshConfigInvalid" t_wait_for 10 status_is \
+        '{.status.conditions[?(@.type=="Degraded")].status}/{.status.conditions[?(@.type=="Degraded")].reason}' \
+        "True/MeshConfigInvalid"
+    t_match "Degraded message names ConfigMap, key and field" \
+        "ConfigMap $opns/istio key mesh: accessLogEncoding: must be TEXT or JSON, got 'XML'" \
+        "$(mesh_status '{.status.conditions[?(@.type=="Degraded")].message}')"
+    t_eq "Mesh status keeps the last good config, observes the new version" "$ns/JSON/$rv/$bad_rv" \
+        "$(mesh_status '{.status.meshConfig.rootNamespace}/{.status.meshConfig.accessLogEncoding}/{.status.meshConfig.resourceVersion}/{.status.meshConfig.observedResourceVersion}')"
+fi
+sleep 1
+t_check "the policy stays Global (the rejected rootNamespace is not applied)" ev_last "$pol" '.object.scope=="Global"'
+t_eq "the error is logged once" 1 "$(grep -c 'mesh config rejected' "$T_DIR/operator.log")"
+
+# valid again, then deleted: the defaults (root namespace = --namespace, cluster.local)
+mesh_cm "rootNamespace: $opns"
+t_check "valid again: rootNamespace back, policy scope Namespace" \
+    t_wait_for 10 ev_last "$pol" '.object.scope=="Namespace"'
+t_check "absent trustDomain: the default cluster.local" t_wait_for 10 ev_last "$wl" '.object.trustDomain=="cluster.local"'
+[ "$MESH_OURS" = 1 ] && t_check "Mesh Degraded=False again" t_wait_for 10 status_is \
+    '{.status.conditions[?(@.type=="Degraded")].status}' False
+mesh_cm "rootNamespace: $ns"
+t_check "policy Global again" t_wait_for 10 ev_last "$pol" '.object.scope=="Global"'
+kc -n "$opns" delete configmap istio >>"$T_LOG" 2>&1
+t_check "ConfigMap deleted: back to the defaults (root namespace = operator namespace)" \
+    t_wait_for 10 ev_last "$pol" '.object.scope=="Namespace"'
+[ "$MESH_OURS" = 1 ] && t_check "Mesh status source: defaults" t_wait_for 10 status_is \
+    '{.status.meshConfig.source}/{.status.meshConfig.rootNamespace}' "defaults/$opns"
+
+stop_op
+t_end
