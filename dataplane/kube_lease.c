@@ -22,6 +22,7 @@ struct dp_kube_lease {
     char observed[512];        /* holder + renewTime last seen */
     uint64_t observed_ms;      /* local time it last changed */
     char holder[256];
+    json_t *owner_refs; /* NULL: keep the Lease's own */
 };
 
 void dp_kube_microtime(uint64_t unix_us, char *buf, size_t bufsz)
@@ -115,6 +116,15 @@ static void write_lease(struct dp_kube_lease *l, json_t *current, bool create, b
     if (obj == NULL) {
         schedule(l);
         return;
+    }
+    {
+        /* a full update replaces ownerReferences: write ours, else keep the current ones */
+        json_t *refs = l->owner_refs ? l->owner_refs
+                                     : json_object_get(json_object_get(current, "metadata"),
+                                                       "ownerReferences");
+
+        if (json_array_size(refs) > 0)
+            json_object_set(json_object_get(obj, "metadata"), "ownerReferences", refs);
     }
     if (!create) {
         const char *rv = dp_kube_meta_str(current, "resourceVersion");
@@ -257,7 +267,19 @@ void dp_kube_lease_free(struct dp_kube_lease *l)
     free(l->ns);
     free(l->name);
     free(l->identity);
+    json_decref(l->owner_refs);
     free(l);
+}
+
+int dp_kube_lease_set_owner_refs(struct dp_kube_lease *l, const json_t *refs)
+{
+    json_t *copy = NULL;
+
+    if (json_array_size(refs) > 0 && (copy = json_deep_copy(refs)) == NULL)
+        return -ENOMEM;
+    json_decref(l->owner_refs);
+    l->owner_refs = copy;
+    return 0;
 }
 
 bool dp_kube_lease_is_leader(const struct dp_kube_lease *l)

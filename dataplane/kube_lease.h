@@ -39,6 +39,13 @@ int dp_kube_lease_new(struct dp_kube_multi *m, struct dp_loop *loop,
                       const struct dp_kube_lease_config *cfg, struct dp_kube_lease **ret_l);
 /** Stop; a leader releases the Lease (best effort, fire and forget). Accepts NULL. */
 void dp_kube_lease_free(struct dp_kube_lease *l);
+/**
+ * metadata.ownerReferences written with the Lease from now on (copied; NULL or an empty array =
+ * keep whatever the Lease has). Every renew is a full update, so an existing Lease gets them
+ * within one retry period; e.g. the operator makes its Mesh object the owner, so that deleting
+ * the Mesh garbage-collects the Lease.
+ */
+int dp_kube_lease_set_owner_refs(struct dp_kube_lease *l, const json_t *refs);
 bool dp_kube_lease_is_leader(const struct dp_kube_lease *l);
 /** Current holder as last observed ("" if none). Borrowed. */
 const char *dp_kube_lease_holder(const struct dp_kube_lease *l);

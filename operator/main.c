@@ -406,6 +406,7 @@ int main(int argc, char **argv)
             dp_error(SCOPE, "cannot start leader election", DP_LERR(r));
             goto out;
         }
+        op_set_lease(op, lease); /* the Lease gets the Mesh object as owner */
     }
     r = dp_metrics_new(&m.metrics);
     if (r < 0)
@@ -461,6 +462,8 @@ int main(int argc, char **argv)
             DP_LS("trust_domain", opts.mesh.trust_domain));
     r = dp_loop_run(m.loop);
 out:
+    if (op != NULL)
+        op_set_lease(op, NULL);
     dp_kube_lease_free(lease);
     if (lease != NULL) {
         /* give the Lease release a moment to reach the API server */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kube_lease.h"
 #include "kube_queue.h"
 #include "log.h"
 #include "operator.h"
@@ -105,6 +106,13 @@ struct op_ctx {
     bool meshcfg_from_cm;
     char meshcfg_rv[64], meshcfg_observed_rv[64];
     char *meshcfg_error;
+
+    /* owner of istio-ca-secret and the Lease: the Mesh object (uid remembered) */
+    char owner_uid[128];
+    char ca_owner_uid[128]; /* owner_uid istio-ca-secret was last checked/fixed for */
+    bool ca_owner_busy;
+    struct dp_timer ca_owner_timer;
+    struct dp_kube_lease *lease;
 };
 
 void op_options_defaults(struct op_options *o)
@@ -278,15 +286,12 @@ static void on_root_applied(int r, long http, json_t *body, const char *errmsg, 
  * (helm uninstall of the control plane) garbage-collects them. Empty until the Mesh is seen;
  * its arrival re-publishes every root (on_obj_add).
  */
-static json_t *mesh_owner_refs(const struct op_ctx *op)
+json_t *op_mesh_owner_refs(const struct op_ctx *op)
 {
-    const json_t *mesh = json_object_get(cache(op, INF_MESHES), MESH_NAME);
-    const char *uid = mesh ? dp_kube_meta_str(mesh, "uid") : NULL;
-
-    if (uid == NULL)
+    if (op->owner_uid[0] == '\0')
         return json_array();
     return json_pack("[{s:s,s:s,s:s,s:s}]", "apiVersion", "install.ambit.dev/v1alpha1", "kind",
-                     "Mesh", "name", MESH_NAME, "uid", uid);
+                     "Mesh", "name", MESH_NAME, "uid", op->owner_uid);
 }
 
 static void publish_root(struct op_ctx *op, const char *ns)
@@ -302,7 +307,7 @@ static void publish_root(struct op_ctx *op, const char *ns)
     snprintf(rr->ns, sizeof(rr->ns), "%s", ns);
     cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s},s:o},s:{s:s}}", "apiVersion", "v1", "kind",
                    "ConfigMap", "metadata", "name", ROOT_CM, "namespace", ns, "labels",
-                   "istio.io/config", "true", "ownerReferences", mesh_owner_refs(op), "data",
+                   "istio.io/config", "true", "ownerReferences", op_mesh_owner_refs(op), "data",
                    "root-cert.pem", op->ca->root_pem);
     if (cm == NULL)
         goto fail;
@@ -487,15 +492,177 @@ const char *op_meshconfig_error(const struct op_ctx *op)
     return op->meshcfg_error;
 }
 
-/* The Mesh object `default` seen: its root ConfigMaps get their owner reference. */
+/* ------------------------------------------------------------------ owner references */
+
+static void ca_owner_kick(struct op_ctx *op);
+
+static bool has_owner(const json_t *obj, const char *uid)
+{
+    json_t *ref;
+    size_t i;
+
+    json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i,
+                       ref) {
+        const char *u = json_string_value(json_object_get(ref, "uid"));
+
+        if (u != NULL && strcmp(u, uid) == 0)
+            return true;
+    }
+    return false;
+}
+
+struct ca_owner_req {
+    struct op_ctx *op;
+    char uid[128];
+};
+
+/*
+ * ok: the secret is owned by q->uid (or absent). errmsg: failed, retry in 5 s (as leader).
+ * Neither: stale (the owner changed or we stopped leading): start over if still leader.
+ */
+static void ca_owner_done(struct ca_owner_req *q, bool ok, const char *errmsg)
+{
+    struct op_ctx *op = q->op;
+
+    op->ca_owner_busy = false;
+    if (ok)
+        snprintf(op->ca_owner_uid, sizeof(op->ca_owner_uid), "%s", q->uid);
+    free(q);
+    if (!ok && errmsg != NULL) {
+        if (op->leader) {
+            dp_warn(SCOPE, "cannot set the owner of the CA secret, retrying",
+                    DP_LS("secret", CA_SECRET), DP_LS("detail", errmsg));
+            dp_timer_arm(op->loop, &op->ca_owner_timer, 5000);
+        }
+        return;
+    }
+    ca_owner_kick(op); /* no-op unless the owner changed meanwhile */
+}
+
+static void on_ca_owner_written(int r, long http, json_t *body, const char *errmsg, void *arg)
+{
+    struct ca_owner_req *q = arg;
+
+    (void)http;
+    (void)body;
+    if (r == 0)
+        dp_info(SCOPE, "CA secret owned by the Mesh object (deleted with it)",
+                DP_LS("secret", CA_SECRET), DP_LS("owner_uid", q->uid));
+    /* gone meanwhile: nothing to own; conflict: the retry reads it again */
+    ca_owner_done(q, r == 0 || r == -ENOENT,
+                  r == 0 || r == -ENOENT ? NULL : errmsg ? errmsg : "update failed");
+}
+
+static void on_ca_secret_read(int r, long http, json_t *body, const char *errmsg, void *arg)
+{
+    struct ca_owner_req *q = arg;
+    struct op_ctx *op = q->op;
+    json_t *obj = NULL, *refs, *ours = NULL;
+    char *path = NULL;
+
+    (void)http;
+    if (r == -ENOENT || (r == 0 && has_owner(body, q->uid))) {
+        ca_owner_done(q, true, NULL); /* none of ours (cacerts in use), or already owned */
+        return;
+    }
+    if (r < 0) {
+        ca_owner_done(q, false, errmsg ? errmsg : "read failed");
+        return;
+    }
+    if (!op->leader || strcmp(q->uid, op->owner_uid) != 0) {
+        ca_owner_done(q, false, NULL); /* stale */
+        return;
+    }
+    /* a full update carrying the read resourceVersion: a concurrent change gets 409 */
+    obj = json_deep_copy(body);
+    refs = obj ? json_object_get(json_object_get(obj, "metadata"), "ownerReferences") : NULL;
+    if (obj != NULL && refs == NULL) {
+        refs = json_array();
+        json_object_set_new(json_object_get(obj, "metadata"), "ownerReferences", refs);
+    }
+    ours = op_mesh_owner_refs(op);
+    if (refs == NULL || ours == NULL || json_array_extend(refs, ours) < 0 ||
+        dp_kube_path(&DP_KUBE_RES_SECRETS, op->opts.namespace, CA_SECRET, NULL, NULL, &path) < 0 ||
+        dp_kube_multi_request(op->multi, "PUT", path, "application/json", obj,
+                              on_ca_owner_written, q, NULL) < 0)
+        ca_owner_done(q, false, "cannot start the update");
+    free(path);
+    json_decref(ours);
+    json_decref(obj);
+}
+
+/*
+ * istio-ca-secret (the self-signed CA the operator created, or an earlier one it found) gets the
+ * Mesh object as owner, so that uninstalling the control plane removes it. cacerts (the user's)
+ * is never touched. Leader only; after a Mesh uid change, a leadership change or a CA reload.
+ */
+static void ca_owner_kick(struct op_ctx *op)
+{
+    struct ca_owner_req *q;
+    char *path = NULL;
+
+    if (!op->leader || op->owner_uid[0] == '\0' || op->ca_owner_busy ||
+        strcmp(op->ca_owner_uid, op->owner_uid) == 0)
+        return;
+    q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return;
+    q->op = op;
+    snprintf(q->uid, sizeof(q->uid), "%s", op->owner_uid);
+    if (dp_kube_path(&DP_KUBE_RES_SECRETS, op->opts.namespace, CA_SECRET, NULL, NULL, &path) < 0 ||
+        dp_kube_multi_request(op->multi, "GET", path, NULL, NULL, on_ca_secret_read, q, NULL) < 0) {
+        free(path);
+        free(q);
+        dp_timer_arm(op->loop, &op->ca_owner_timer, 5000);
+        return;
+    }
+    free(path);
+    op->ca_owner_busy = true;
+}
+
+static void on_ca_owner_timer(struct dp_loop *loop, void *arg)
+{
+    (void)loop;
+    ca_owner_kick(arg);
+}
+
+static void lease_owner_update(struct op_ctx *op)
+{
+    json_t *refs;
+
+    if (op->lease == NULL || op->owner_uid[0] == '\0')
+        return;
+    refs = op_mesh_owner_refs(op);
+    if (refs == NULL || dp_kube_lease_set_owner_refs(op->lease, refs) < 0)
+        dp_warn(SCOPE, "cannot set the owner of the Lease");
+    json_decref(refs);
+}
+
+void op_set_lease(struct op_ctx *op, struct dp_kube_lease *lease)
+{
+    op->lease = lease;
+    lease_owner_update(op);
+}
+
+/* The Mesh object `default` (inside --write-selector) seen: remember its uid as the owner. */
 static void mesh_seen(struct op_ctx *op, const json_t *mesh)
 {
+    const char *name = dp_kube_meta_str(mesh, "name"), *uid = dp_kube_meta_str(mesh, "uid");
     const char *k;
     json_t *ns_obj;
 
-    (void)mesh;
+    if (name == NULL || uid == NULL || strcmp(name, MESH_NAME) != 0 ||
+        strcmp(uid, op->owner_uid) == 0 ||
+        (op->opts.write_selector != NULL && op->opts.write_selector[0] != '\0' &&
+         dp_kube_selector_matches(op->opts.write_selector,
+                                  json_object_get(json_object_get(mesh, "metadata"),
+                                                  "labels")) != 1))
+        return;
+    snprintf(op->owner_uid, sizeof(op->owner_uid), "%s", uid);
+    lease_owner_update(op);
+    ca_owner_kick(op);
     json_object_foreach((json_t *)cache(op, INF_NAMESPACES), k, ns_obj) {
-        queue_root(op, ns_obj);
+        queue_root(op, ns_obj); /* roots get their owner reference */
     }
 }
 
@@ -591,7 +758,8 @@ static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
         meshcfg_update(op, new_obj);
         return;
     }
-
+    if (is_kind(new_obj, "Mesh"))
+        mesh_seen(op, new_obj);
     if (json_is_string(json_object_get(new_obj, "kind")) &&
         strcmp(json_string_value(json_object_get(new_obj, "kind")), "Namespace") == 0 &&
         op->opts.write_selector != NULL)
@@ -615,6 +783,8 @@ static void on_obj_delete(json_t *obj, void *arg)
         meshcfg_update(op, NULL); /* back to the defaults */
         return;
     }
+    /* a deleted Mesh keeps owner_uid: objects re-created while the control plane goes away
+     * still point at it, and the garbage collector removes them */
     changed(op, obj);
 }
 
@@ -647,7 +817,8 @@ static void on_ca_reload(struct dp_loop *loop, void *arg)
     op_ca_free(op->ca);
     op->ca = ca;
     op->ca_generation++;
-
+    op->ca_owner_uid[0] = '\0';
+    ca_owner_kick(op);
     dp_info(SCOPE, "CA reloaded", DP_LS("source", ca->source));
     if (op->leader) {
         const char *k;
@@ -697,6 +868,7 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
     dp_timer_init(&op->debounce, on_debounce, op);
     dp_timer_init(&op->roots_timer, on_roots_timer, op);
     dp_defer_init(&op->ca_reload, on_ca_reload, op);
+    dp_timer_init(&op->ca_owner_timer, on_ca_owner_timer, op);
     dp_kube_queue_init(&op->roots, 200, 60000, 50, 200, 0);
     op->snap = json_pack("{s:{},s:{},s:{},s:{}}", "workload", "service", "policy", "waypoint");
     op->log = json_array();
@@ -776,6 +948,7 @@ void op_free(struct op_ctx *op)
     dp_timer_cancel(&op->debounce);
     dp_timer_cancel(&op->roots_timer);
     dp_defer_cancel(&op->ca_reload);
+    dp_timer_cancel(&op->ca_owner_timer);
     dp_kube_queue_done(&op->roots);
     dp_kube_client_free(op->client);
     dp_kube_config_free(op->kcfg);
@@ -857,6 +1030,7 @@ void op_set_leader(struct op_ctx *op, bool leader)
             queue_root(op, v);
         }
         roots_kick(op);
+        ca_owner_kick(op);
     }
 }
 

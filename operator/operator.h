@@ -118,6 +118,19 @@ json_t *op_meshconfig_status(const struct op_ctx *op);
 /** Why the newest ConfigMap content was rejected (borrowed), or NULL when it is in effect. */
 const char *op_meshconfig_error(const struct op_ctx *op);
 
+/**
+ * Owner references for what the operator creates in its namespace that should go when the
+ * mesh is uninstalled: the Mesh object `default` (cluster-scoped, deleted by the control-plane
+ * release) once seen, remembered after its deletion so that objects re-created during an
+ * uninstall are still collected. Empty array while unknown (and for a Mesh outside
+ * --write-selector). NEW.
+ */
+json_t *op_mesh_owner_refs(const struct op_ctx *op);
+/** The leader-election Lease (borrowed; NULL to detach before freeing it): the operator keeps
+ *  its owner reference (op_mesh_owner_refs) up to date. */
+struct dp_kube_lease;
+void op_set_lease(struct op_ctx *op, struct dp_kube_lease *lease);
+
 /** Counters for metrics. */
 struct op_stats {
     uint64_t rebuilds, events, roots_published, root_publish_errors;

@@ -3,7 +3,8 @@
 # (key mesh) in the operator namespace — a new rootNamespace turns a namespace-less
 # AuthorizationPolicy Global in the pushed stream and a new trustDomain reaches the workloads,
 # without a restart; an invalid ConfigMap keeps the last good config and sets the Mesh Degraded
-# (MeshConfigInvalid, naming the field); deleting it falls back to the defaults.
+# (MeshConfigInvalid, naming the field); deleting it falls back to the defaults. The Mesh object
+# `default` becomes the owner of istio-ca-secret and of the leader Lease.
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib/testlib.sh
@@ -140,5 +141,19 @@ t_check "ConfigMap deleted: back to the defaults (root namespace = operator name
 [ "$MESH_OURS" = 1 ] && t_check "Mesh status source: defaults" t_wait_for 10 status_is \
     '{.status.meshConfig.source}/{.status.meshConfig.rootNamespace}' "defaults/$opns"
 
+# owner references: the Mesh object owns istio-ca-secret (created before the Mesh was seen)
+# and the Lease, so that deleting it (helm uninstall) garbage-collects them
+if [ "$MESH_OURS" = 1 ]; then
+    uid=$(kc get mesh default -o jsonpath='{.metadata.uid}')
+    owner_of() { kc -n "$opns" get "$1" -o jsonpath='{.metadata.ownerReferences[*].kind}/{.metadata.ownerReferences[*].uid}' 2>/dev/null; }
+    owned() { [ "$(owner_of "$1")" = "Mesh/$uid" ]; }
+    t_check "istio-ca-secret owned by Mesh default" t_wait_for 15 owned secret/istio-ca-secret
+    t_check "Lease ambit-operator owned by Mesh default" t_wait_for 15 owned lease/ambit-operator
+    t_match "the Lease is still held" '.+' "$(kc -n "$opns" get lease ambit-operator -o jsonpath='{.spec.holderIdentity}')"
+    # a user's cacerts is never touched
+    kc -n "$opns" create secret generic cacerts --from-literal=x=y >>"$T_LOG" 2>&1
+    sleep 2
+    t_eq "cacerts has no owner" "" "$(kc -n "$opns" get secret cacerts -o jsonpath='{.metadata.ownerReferences}')"
+fi
 stop_op
 t_end
