@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # t_install.sh — WALKTHROUGH part A (install) and G (leave cleanly) against the local cluster:
 # helm install of base, control-plane, cni and node-agent in the walkthrough's order with --wait,
-# every mesh pod Ready, four `deployed` releases, `kubectl get mesh` Ready, least-privilege RBAC
-# of the three service accounts against the real API, ambient pods enrolled through the chain;
-# the validating webhook (caBundle filled in by the operator and verifying its certificate from
-# the API server's netns, fail closed once proven, invalid / valid / warning-only VirtualServices,
-# Istio writes refused but others fine while the operator is down, RBAC limited to its own
-# configuration); then helm uninstall in reverse order: no ambit object, no plugin in any node's conflist, no
+# every mesh pod Ready, four `deployed` releases, `kubectl get mesh` Ready and not Degraded,
+# `helm upgrade` of meshConfig applied live (a policy without selector turns Global in the node
+# agents' config when its namespace becomes the root namespace; no pod restarts, pod templates
+# unchanged), a hand-broken ConfigMap istio reported as Degraded MeshConfigInvalid with the last
+# good config kept, least-privilege RBAC of the three service accounts against the real API,
+# ambient pods enrolled through the chain; the validating webhook (caBundle filled in by the
+# operator and verifying its certificate from the API server's netns, fail closed once proven,
+# invalid / valid / warning-only VirtualServices, Istio writes refused but others fine while the
+# operator is down, RBAC limited to its own configuration); then
+# helm uninstall in reverse order: no ambit object (istio-ca-secret and the leader Lease go
+# with the Mesh object that owns them), no plugin in any node's conflist, no
 # nftables table of ours in node or pod netns, and the remaining pods keep their networking.
 #
 # The charts run this worktree's binaries: the test maps a per-run image prefix to
@@ -18,9 +23,10 @@ set -u
 e2e_setup e2e-install
 NS_APP=e2e-app-$sfx
 NS_PLAIN=e2e-plain-$sfx
+NS_ROOT=e2e-root-$sfx
 
 cleanup() {
-    kubectl delete ns "$NS_APP" "$NS_PLAIN" --wait=false >/dev/null 2>&1
+    kubectl delete ns "$NS_APP" "$NS_PLAIN" "$NS_ROOT" --wait=false >/dev/null 2>&1
     e2e_teardown
 }
 trap cleanup EXIT
@@ -98,6 +104,91 @@ mesh_nodes() {
 }
 t_check "Mesh status: nodeAgent and cni ready on all $NUM_NODES nodes (desired/available)" t_wait_for 30 mesh_nodes
 kubectl get mesh default -o jsonpath='{.status}' >>"$T_LOG" 2>&1
+degraded() { kubectl get mesh default -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}/{.status.conditions[?(@.type=="Degraded")].reason}' 2>/dev/null; }
+degraded_is() { [ "$(degraded)" = "$1" ]; }
+t_check "Mesh default: Degraded=False AsExpected" t_wait_for 30 degraded_is False/AsExpected
+t_eq "Mesh status: the mesh config in effect comes from ConfigMap istio" "ConfigMap $NS/istio cluster.local $NS TEXT" \
+    "$(kubectl get mesh default -o jsonpath='{.status.meshConfig.source} {.status.meshConfig.trustDomain} {.status.meshConfig.rootNamespace} {.status.meshConfig.accessLogEncoding}')"
+
+# ---------------------------------------------------------------- live mesh config (helm upgrade)
+# A policy without selector in namespace NS_ROOT: scope Namespace, until a `helm upgrade` makes
+# NS_ROOT the root namespace; the node agents' config must follow without any pod restarting.
+kubectl create ns "$NS_ROOT" >>"$T_LOG" 2>&1
+kubectl apply -f - >>"$T_LOG" 2>&1 <<YAML
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mesh-wide, namespace: $NS_ROOT}
+spec: {action: DENY, rules: [{from: [{source: {namespaces: [e2e-nowhere]}}]}]}
+YAML
+agent=$(kubectl -n "$NS" get pods -l app=ambit-node -o jsonpath='{.items[0].metadata.name}')
+agent_node=$(kubectl -n "$NS" get pod "$agent" -o jsonpath='{.spec.nodeName}')
+# an agent only receives the Namespace policies of namespaces with a workload on its node
+kubectl apply -f - >>"$T_LOG" 2>&1 <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: anchor, namespace: $NS_ROOT}
+spec:
+  nodeName: $agent_node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: curl, image: "curlimages/curl:8.10.1", command: [sleep, "3600"]}
+YAML
+t_check "a pod in $NS_ROOT on $agent_node" kubectl -n "$NS_ROOT" wait pod/anchor --for=condition=Ready --timeout=60s
+scope_in_agent() { # the policy's scope in the node agent's config_dump (through the API server's pod proxy)
+    kubectl get --raw "/api/v1/namespaces/$NS/pods/$agent:15020/proxy/config_dump" 2>/dev/null |
+        jq -r --arg ns "$NS_ROOT" '.policies[] | select(.namespace==$ns and .name=="mesh-wide") | .scope' 2>/dev/null
+}
+scope_is() { [ "$(scope_in_agent)" = "$1" ]; }
+t_check "policy without selector outside the root namespace: scope Namespace in $agent's config" \
+    t_wait_for 30 scope_is Namespace
+pods_state() { # every mesh pod: name uid restartCounts
+    kubectl -n "$NS" get pods -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[*].restartCount}{"\n"}{end}' | sort
+}
+workloads_state() { # generation + pod template of the operator Deployment and both DaemonSets
+    kubectl -n "$NS" get deploy/ambit-operator ds/ambit-node ds/ambit-cni-node \
+        -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.generation} {.spec.template}{"\n"}{end}'
+}
+pods_before=$(pods_state)
+workloads_before=$(workloads_state)
+echo "$pods_before" >>"$T_LOG"
+t_check "helm upgrade istiod: meshConfig.rootNamespace=$NS_ROOT, accessLogEncoding=JSON" \
+    helm upgrade istiod "$REPO/charts/control-plane" -n "$NS" --reuse-values \
+    --set meshConfig.rootNamespace="$NS_ROOT" --set meshConfig.accessLogEncoding=JSON --wait --timeout "$WAIT"
+t_check "the policy turns Global in the node agent's config (live, within 30 s)" t_wait_for 30 scope_is Global
+mesh_cfg_is() { [ "$(kubectl get mesh default -o jsonpath='{.status.meshConfig.rootNamespace} {.status.meshConfig.accessLogEncoding}')" = "$1" ]; }
+t_check "Mesh status: rootNamespace $NS_ROOT, accessLogEncoding JSON" t_wait_for 15 mesh_cfg_is "$NS_ROOT JSON"
+t_eq "no mesh pod restarted or was replaced by the upgrade (same UIDs and restart counts)" "$pods_before" "$(pods_state)"
+t_eq "Deployment and DaemonSets: generation and pod template unchanged" "$workloads_before" "$(workloads_state)"
+good_rv=$(kubectl get mesh default -o jsonpath='{.status.meshConfig.resourceVersion}')
+
+# a hand-broken ConfigMap: reported, the last good config stays in effect
+bad=$(kubectl -n "$NS" get cm istio -o jsonpath='{.data.mesh}' | sed 's/^accessLogEncoding: .*/accessLogEncoding: XML/')
+t_check "ConfigMap istio patched with accessLogEncoding: XML" \
+    kubectl -n "$NS" patch cm istio --type=merge -p "$(jq -n --arg m "$bad" '{data: {mesh: $m}}')"
+t_check "Mesh Degraded=True MeshConfigInvalid" t_wait_for 15 degraded_is True/MeshConfigInvalid
+t_match "Degraded message names the ConfigMap, key and field" \
+    "ConfigMap $NS/istio key mesh: accessLogEncoding: must be TEXT or JSON, got 'XML'" \
+    "$(kubectl get mesh default -o jsonpath='{.status.conditions[?(@.type=="Degraded")].message}')"
+t_eq "the previous config stays in effect (Mesh status)" "$NS_ROOT JSON $good_rv" \
+    "$(kubectl get mesh default -o jsonpath='{.status.meshConfig.rootNamespace} {.status.meshConfig.accessLogEncoding} {.status.meshConfig.resourceVersion}')"
+t_eq "the policy stays Global" Global "$(scope_in_agent)"
+kubectl get mesh -o wide >>"$T_LOG" 2>&1
+t_check "helm upgrade istiod back to the default rootNamespace and TEXT" \
+    helm upgrade istiod "$REPO/charts/control-plane" -n "$NS" --reuse-values \
+    --set meshConfig.rootNamespace= --set meshConfig.accessLogEncoding=TEXT --wait --timeout "$WAIT"
+t_check "Mesh Degraded=False again" t_wait_for 15 degraded_is False/AsExpected
+t_check "Mesh status: rootNamespace $NS, TEXT" t_wait_for 15 mesh_cfg_is "$NS TEXT"
+t_check "the policy is scoped to its namespace again" t_wait_for 30 scope_is Namespace
+t_eq "still no mesh pod restarted or replaced" "$pods_before" "$(pods_state)"
+t_eq "still the same generations and pod templates" "$workloads_before" "$(workloads_state)"
+kubectl delete ns "$NS_ROOT" --wait=false >>"$T_LOG" 2>&1
+
+# uninstall removes what the operator created: it is owned by the Mesh object
+mesh_uid=$(kubectl get mesh default -o jsonpath='{.metadata.uid}')
+owner_of() { kubectl -n "$NS" get "$1" -o jsonpath='{.metadata.ownerReferences[*].kind}/{.metadata.ownerReferences[*].uid}' 2>/dev/null; }
+owned() { [ "$(owner_of "$1")" = "Mesh/$mesh_uid" ]; }
+t_check "istio-ca-secret owned by Mesh default" t_wait_for 15 owned secret/istio-ca-secret
+t_check "the leader Lease owned by Mesh default" t_wait_for 15 owned lease/ambit-operator
 
 # ---------------------------------------------------------------- RBAC least privilege
 sa() { echo "system:serviceaccount:$NS:$1"; }
@@ -278,10 +369,10 @@ left=$(
 )
 t_eq "no ambit object left outside $NS (CRDs are kept on purpose)" "" "$(xargs <<<"$left")"
 t_expect_fail "webhook configuration $VWC is gone" kubectl get validatingwebhookconfiguration "$VWC"
-# What stays in the namespace, as with Istio: the operator's self-signed CA (a reinstall keeps
-# the same root, so workloads keep trusting each other) and its leader-election Lease; both go
-# with `kubectl delete namespace istio-system`, the last uninstall step.
-t_eq "only the CA Secret and the leader Lease stay in $NS" "lease.coordination.k8s.io/ambit-operator secret/istio-ca-secret" \
+# istio-ca-secret and the leader Lease are owned by the Mesh object as well
+ca_gone() { [ -z "$(kubectl -n "$NS" get secret/istio-ca-secret lease/ambit-operator -o name 2>/dev/null)" ]; }
+t_check "istio-ca-secret and the leader Lease garbage-collected with the Mesh" t_wait_for 30 ca_gone
+t_eq "nothing of ambit stays in $NS" "" \
     "$(kubectl get all,cm,secret,sa,role,rolebinding,lease,pdb -n "$NS" -o name 2>/dev/null |
         grep -v -e '^configmap/kube-root-ca.crt$' -e '^serviceaccount/default$' | sort | xargs)"
 t_eq "no ambit-cni in any node's conflist" "" "$(conflists | grep -o '"type": *"ambit-cni"')"
