@@ -516,13 +516,69 @@ static json_t *index_by_ns(const json_t *objs, bool need_selector)
     return idx;
 }
 
+/*
+ * Selector Services by namespace, resolved once for all pods: namespace -> array of
+ * [Service, selector, snapshot key, ports map]. The ports map ({"port": targetPort}) is shared by
+ * every workload when no targetPort is named (then it does not depend on the pod), else null.
+ */
+static json_t *prepare_selector_services(const struct op_inputs *in,
+                                         const struct op_mesh_config *cfg)
+{
+    json_t *idx = json_object(), *svc;
+    const char *k;
+
+    if (idx == NULL)
+        return NULL;
+    json_object_foreach((json_t *)in->services, k, svc) {
+        const char *ns = dp_kube_meta_str(svc, "namespace");
+        const char *name = dp_kube_meta_str(svc, "name");
+        const char *type = jstr(svc, "spec", "type");
+        json_t *sel = jget(svc, "spec", "selector"), *ports, *sp, *arr, *ent;
+        bool named = false;
+        char key[600];
+        size_t i;
+
+        if (ns == NULL || name == NULL || json_object_size(sel) == 0 ||
+            (type != NULL && strcmp(type, "ExternalName") == 0))
+            continue;
+        json_array_foreach(jget(svc, "spec", "ports"), i, sp) {
+            named |= json_is_string(json_object_get(sp, "targetPort"));
+        }
+        ports = named ? json_null() : json_object();
+        json_array_foreach(named ? NULL : jget(svc, "spec", "ports"), i, sp) {
+            const char *proto = json_string_value(json_object_get(sp, "protocol"));
+            json_int_t t = resolve_target(NULL, sp);
+            char num[16];
+
+            if ((proto != NULL && strcmp(proto, "TCP") != 0) || t < 1 || t > 65535)
+                continue;
+            snprintf(num, sizeof(num), "%lld",
+                     (long long)json_integer_value(json_object_get(sp, "port")));
+            json_object_set_new(ports, num, json_integer(t));
+        }
+        snprintf(key, sizeof(key), "%s/%s.%s.svc.%s", ns, name, ns, cfg->dns_domain);
+        ent = json_pack("[O,O,s,o]", svc, sel, key, ports);
+        arr = json_object_get(idx, ns);
+        if (arr == NULL) {
+            arr = json_array();
+            if (arr != NULL && json_object_set_new(idx, ns, arr) < 0)
+                arr = NULL;
+        }
+        if (ent == NULL || arr == NULL || json_array_append_new(arr, ent) < 0) {
+            json_decref(idx);
+            return NULL;
+        }
+    }
+    return idx;
+}
+
 /* What building workloads needs besides the pod: indexes over the other caches. */
 struct wl_ctx {
     const struct op_inputs *in;
     const struct op_mesh_config *cfg;
     const json_t *waypoints;
     json_t *slices;    /* slice_index() */
-    json_t *svc_by_ns; /* selector Services by namespace */
+    json_t *svc_by_ns; /* namespace -> [[Service, selector, key, shared ports map | null]] */
     json_t *ap_by_ns;  /* selector AuthorizationPolicies by namespace */
     json_t *pa_list;   /* every PeerAuthentication */
     json_t *pa_sel_ns; /* namespaces with a selector PeerAuthentication */
@@ -552,7 +608,7 @@ static int wl_ctx_init(struct wl_ctx *c, const struct op_inputs *in,
     c->cfg = cfg;
     c->waypoints = waypoints;
     c->slices = slice_index(in, only_ns);
-    c->svc_by_ns = index_by_ns(in->services, true);
+    c->svc_by_ns = prepare_selector_services(in, cfg);
     c->ap_by_ns = index_by_ns(in->authorization_policies, true);
     c->pa_list = json_array();
     c->pa_sel_ns = json_object();
@@ -575,20 +631,18 @@ static int wl_ctx_init(struct wl_ctx *c, const struct op_inputs *in,
 static int pod_services(struct wl_ctx *c, const json_t *pod, json_t *services)
 {
     const char *ns = dp_kube_meta_str(pod, "namespace");
-    json_t *labels = jget(pod, "metadata", "labels"), *svc, *refs;
+    json_t *labels = jget(pod, "metadata", "labels"), *svc, *refs, *ent;
     const char *k;
     char pkey[512];
     size_t si;
     int r;
 
-    json_array_foreach(json_object_get(c->svc_by_ns, ns), si, svc) {
-        json_t *sel = jget(svc, "spec", "selector"), *v, *ports, *sp;
-        const char *sk, *type = jstr(svc, "spec", "type");
+    json_array_foreach(json_object_get(c->svc_by_ns, ns), si, ent) {
+        json_t *sel = json_array_get(ent, 1), *shared = json_array_get(ent, 3), *v, *ports, *sp;
+        const char *sk;
         bool match = true;
         size_t i;
 
-        if (type != NULL && strcmp(type, "ExternalName") == 0)
-            continue;
         json_object_foreach(sel, sk, v) {
             const char *have = json_string_value(json_object_get(labels, sk));
 
@@ -599,23 +653,26 @@ static int pod_services(struct wl_ctx *c, const json_t *pod, json_t *services)
         }
         if (!match)
             continue;
-        ports = json_object();
-        if (ports == NULL)
-            return -ENOMEM;
-        json_array_foreach(jget(svc, "spec", "ports"), i, sp) {
-            const char *proto = json_string_value(json_object_get(sp, "protocol"));
-            json_int_t t = resolve_target(pod, sp);
-            char num[16];
+        if (!json_is_null(shared)) {
+            ports = json_incref(shared); /* immutable, shared by the workloads */
+        } else {
+            ports = json_object();
+            if (ports == NULL)
+                return -ENOMEM;
+            json_array_foreach(jget(json_array_get(ent, 0), "spec", "ports"), i, sp) {
+                const char *proto = json_string_value(json_object_get(sp, "protocol"));
+                json_int_t t = resolve_target(pod, sp);
+                char num[16];
 
-            if ((proto != NULL && strcmp(proto, "TCP") != 0) || t < 1 || t > 65535)
-                continue;
-            snprintf(num, sizeof(num), "%lld",
-                     (long long)json_integer_value(json_object_get(sp, "port")));
-            json_object_set_new(ports, num, json_integer(t));
+                if ((proto != NULL && strcmp(proto, "TCP") != 0) || t < 1 || t > 65535)
+                    continue;
+                snprintf(num, sizeof(num), "%lld",
+                         (long long)json_integer_value(json_object_get(sp, "port")));
+                json_object_set_new(ports, num, json_integer(t));
+            }
         }
-        r = add_svc_ref(services, c->cfg, svc, ports);
-        if (r < 0)
-            return r;
+        if (json_object_set_new(services, json_string_value(json_array_get(ent, 2)), ports) < 0)
+            return -ENOMEM;
     }
     snprintf(pkey, sizeof(pkey), "%s/%s", ns, dp_kube_meta_str(pod, "name"));
     refs = json_object_get(c->slices, pkey);
