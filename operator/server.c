@@ -35,6 +35,10 @@ struct op_server {
     SSL_CTX *ssl_ctx;
     unsigned ssl_ca_generation; /* CA generation the serving certificate was issued from */
     int64_t ssl_renew_at;       /* unix time: issue a new serving certificate after this */
+    op_server_ca_gate_cb *ca_gate; /* may the certificate move to a new CA yet? */
+    void *ca_gate_arg;
+    unsigned gate_generation;   /* CA generation the gate is holding back */
+    int64_t gate_until;         /* unix time: stop holding it back */
     struct dp_httpd_transport transport;
     struct dp_list streams;
     unsigned n_streams;
@@ -62,10 +66,19 @@ static int make_ssl_ctx(struct op_server *srv);
 static int tls_on_accept(void *targ, int fd, void **ret_ctx)
 {
     struct op_server *srv = targ;
+    unsigned gen = op_ca_generation(srv->op);
+    int64_t now = (int64_t)time(NULL);
     SSL *ssl;
 
-    if (srv->ssl_ca_generation != op_ca_generation(srv->op) ||
-        (int64_t)time(NULL) >= srv->ssl_renew_at) {
+    if (srv->ssl_ca_generation != gen && srv->ca_gate != NULL) {
+        if (srv->gate_generation != gen) {
+            srv->gate_generation = gen;
+            srv->gate_until = now + OP_SERVER_CA_GATE_MAX_S;
+        }
+        if (now < srv->gate_until && !srv->ca_gate(srv->ca_gate_arg))
+            goto accept; /* clients do not trust the new CA yet: keep the old certificate */
+    }
+    if (srv->ssl_ca_generation != gen || now >= srv->ssl_renew_at) {
         /* the CA changed (cacerts) or the certificate is two thirds through its life: issue a
          * new one; connections keep a reference to the context they were accepted with */
         SSL_CTX *old = srv->ssl_ctx;
@@ -86,6 +99,7 @@ static int tls_on_accept(void *targ, int fd, void **ret_ctx)
                      DP_LS("server", srv->cfg.listen), DP_LERR(r));
         }
     }
+accept:
     ssl = SSL_new(srv->ssl_ctx);
     if (ssl == NULL)
         return -ENOMEM;
@@ -870,6 +884,12 @@ void op_server_free(struct op_server *srv)
     op_push_free(srv->push);
     SSL_CTX_free(srv->ssl_ctx);
     free(srv);
+}
+
+void op_server_set_ca_gate(struct op_server *srv, op_server_ca_gate_cb *cb, void *arg)
+{
+    srv->ca_gate = cb;
+    srv->ca_gate_arg = arg;
 }
 
 unsigned op_server_streams(const struct op_server *srv)

@@ -27,8 +27,8 @@
  * (serving_cert.h: SANs istiod.<ns>.svc, ambit-operator.<ns>.svc and their short forms, plus
  * localhost), so agents verify it against the published root and the API server against the
  * webhook's caBundle (webhook_config.h). A new certificate is issued at the first handshake
- * after the CA changed or after two thirds of its lifetime; `plaintext` serves HTTP (tests,
- * debugging).
+ * after the CA changed (once the CA gate, if set, agrees) or after two thirds of its lifetime;
+ * `plaintext` serves HTTP (tests, debugging).
  */
 #ifndef OP_SERVER_H
 #define OP_SERVER_H
@@ -58,6 +58,14 @@ void op_server_config_defaults(struct op_server_config *c);
 int op_server_new(struct op_ctx *op, const struct op_server_config *cfg, struct dp_metrics *m,
                   struct op_server **ret_srv, uint16_t *ret_port);
 void op_server_free(struct op_server *srv);
+/**
+ * After a CA change, hold the old serving certificate until cb(arg) says the clients trust the
+ * new CA (the webhook: caBundle updated, webhook_config.h), at most OP_SERVER_CA_GATE_MAX_S;
+ * renewal waits too. NULL = switch at the next handshake. cb runs on the loop, arg borrowed.
+ */
+#define OP_SERVER_CA_GATE_MAX_S 30
+typedef bool op_server_ca_gate_cb(void *arg);
+void op_server_set_ca_gate(struct op_server *srv, op_server_ca_gate_cb *cb, void *arg);
 /** Connected config streams. */
 unsigned op_server_streams(const struct op_server *srv);
 
