@@ -450,6 +450,7 @@ int main(int argc, char **argv)
                      DP_LS("name", webhook_config), DP_LERR(r));
             goto out;
         }
+        op_server_set_ca_gate(webhook, op_webhook_config_trusts_ca, m.wcfg);
         dp_info(SCOPE, "managing the webhook configuration", DP_LS("name", webhook_config),
                 DP_LS("failure_policy", fail_closed ? "Fail once verified" : "Ignore"));
     }

@@ -17,21 +17,59 @@
 #define PROBE_NAME   "ambit-webhook-probe"
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 30000
+#define OVERLAP_MS   (10 * 60 * 1000) /* the previous root stays in caBundle after a CA change */
 
 /* ------------------------------------------------------------------ pure parts */
 
-char *op_webhook_ca_bundle(const char *pem)
+char *op_webhook_ca_bundle(const char *pem, const char *extra_pem)
 {
-    size_t n = strlen(pem);
-    char *out;
+    size_t n = strlen(pem), m = extra_pem ? strlen(extra_pem) : 0;
+    char *text, *out = NULL;
+    bool nl = n > 0 && pem[n - 1] != '\n' && m > 0;
 
-    if (n > (64u << 20))
+    if (n + m > (16u << 20))
         return NULL;
+    text = malloc(n + m + 2);
+    if (text == NULL)
+        return NULL;
+    memcpy(text, pem, n);
+    if (nl)
+        text[n++] = '\n';
+    if (m > 0)
+        memcpy(text + n, extra_pem, m);
+    n += m;
     out = malloc(4 * ((n + 2) / 3) + 1);
-    if (out == NULL)
-        return NULL;
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)pem, (int)n);
+    if (out != NULL)
+        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)text, (int)n);
+    free(text);
     return out;
+}
+
+bool op_webhook_bundle_has(const json_t *vwc, const char *pem)
+{
+    const json_t *w;
+    size_t i;
+
+    json_array_foreach(json_object_get(vwc, "webhooks"), i, w) {
+        const char *b = json_string_value(json_object_get(json_object_get(w, "clientConfig"),
+                                                          "caBundle"));
+        size_t len = b ? strlen(b) : 0;
+        unsigned char *dec;
+        bool found;
+        int n;
+
+        if (len == 0 || len % 4 != 0 || len > (16u << 20))
+            return false;
+        dec = malloc(len / 4 * 3 + 1);
+        if (dec == NULL)
+            return false;
+        n = EVP_DecodeBlock(dec, (const unsigned char *)b, (int)len);
+        found = n >= 0 && (dec[n] = '\0', strstr((char *)dec, pem) != NULL);
+        free(dec);
+        if (!found)
+            return false;
+    }
+    return true;
 }
 
 static int add_op(json_t *patch, const char *op, size_t i, const char *field, const char *value)
@@ -137,8 +175,10 @@ struct op_webhook_config {
     bool missing_logged, probe_logged;
     char verified_uid[128];  /* uid of the object our webhook was proven to serve */
     char bad_rv[64];         /* resourceVersion last reported as malformed */
-    char *bundle;            /* base64 root of CA generation bundle_gen */
-    unsigned bundle_gen;
+    char *bundle;            /* base64 of cur_root (+ prev_root during the overlap) */
+    unsigned bundle_gen;     /* CA generation of cur_root */
+    char *cur_root, *prev_root;
+    uint64_t prev_until_ms;  /* drop prev_root from the bundle after this */
 };
 
 static void schedule(struct op_webhook_config *wc)
@@ -235,6 +275,42 @@ static void probe(struct op_webhook_config *wc)
     free(full);
 }
 
+/*
+ * The bundle follows the CA: after a change it holds the new root and, for OVERLAP_MS, the
+ * previous one, so that a replica (or connection) still presenting a certificate of the old CA
+ * keeps verifying while the change spreads.
+ */
+static int update_bundle(struct op_webhook_config *wc)
+{
+    const char *root = op_ca(wc->op)->root_pem;
+    uint64_t now = dp_loop_now(op_loop(wc->op));
+    bool drop_prev = wc->prev_root != NULL && now >= wc->prev_until_ms;
+    char *b;
+
+    if (wc->bundle != NULL && wc->bundle_gen == op_ca_generation(wc->op) && !drop_prev)
+        return 0;
+    if (wc->cur_root == NULL || strcmp(wc->cur_root, root) != 0) {
+        char *copy = strdup(root);
+
+        if (copy == NULL)
+            return -ENOMEM;
+        free(wc->prev_root);
+        wc->prev_root = wc->cur_root; /* NULL at start: nothing to overlap with */
+        wc->prev_until_ms = now + OVERLAP_MS;
+        wc->cur_root = copy;
+    } else if (drop_prev) {
+        free(wc->prev_root);
+        wc->prev_root = NULL;
+    }
+    b = op_webhook_ca_bundle(wc->cur_root, wc->prev_root);
+    if (b == NULL)
+        return -ENOMEM;
+    free(wc->bundle);
+    wc->bundle = b;
+    wc->bundle_gen = op_ca_generation(wc->op);
+    return 0;
+}
+
 static void on_reconcile(struct dp_loop *loop, void *arg)
 {
     struct op_webhook_config *wc = arg;
@@ -259,15 +335,8 @@ static void on_reconcile(struct dp_loop *loop, void *arg)
         return;
     if (dp_loop_now(loop) < wc->next_try_ms)
         return; /* the retry timer brings us back */
-    if (wc->bundle == NULL || wc->bundle_gen != op_ca_generation(wc->op)) {
-        char *b = op_webhook_ca_bundle(op_ca(wc->op)->root_pem);
-
-        if (b == NULL)
-            return;
-        free(wc->bundle);
-        wc->bundle = b;
-        wc->bundle_gen = op_ca_generation(wc->op);
-    }
+    if (update_bundle(wc) < 0)
+        return;
     uid = dp_kube_meta_str(vwc, "uid");
     if (!wc->fail_closed)
         policy = "Ignore";
@@ -393,7 +462,20 @@ void op_webhook_config_free(struct op_webhook_config *wc)
     dp_timer_cancel(&wc->resync);
     dp_timer_cancel(&wc->retry);
     free(wc->bundle);
+    free(wc->cur_root);
+    free(wc->prev_root);
     free(wc);
+}
+
+bool op_webhook_config_trusts_ca(void *arg)
+{
+    const struct op_webhook_config *wc = arg;
+    const json_t *vwc;
+
+    if (wc == NULL || !dp_kube_informer_synced(wc->inf))
+        return true;
+    vwc = dp_kube_informer_get(wc->inf, wc->name);
+    return vwc == NULL || op_webhook_bundle_has(vwc, op_ca(wc->op)->root_pem);
 }
 
 void op_webhook_config_kick(struct op_webhook_config *wc)

@@ -11,6 +11,12 @@
  * changes (someone blanked it, helm re-created it) and when the CA changes (checked every
  * second against op_ca). A missing object is not an error: logged once at info, watched.
  *
+ * CA rotation (`cacerts`): the bundle becomes new root + previous root for 10 minutes (a
+ * replica that has not reloaded yet, or an old connection, still verifies), and the webhook
+ * server keeps its old certificate until the configuration it sees trusts the new root
+ * (op_webhook_config_trusts_ca as its CA gate), so the API server never meets a certificate
+ * its caBundle cannot verify.
+ *
  * failurePolicy, as Istio's validation controller does it: the chart ships `Ignore` (fail open:
  * an operator that is not there yet cannot block Istio objects); with fail_closed the leader
  * proves the whole path — API server -> Service -> pod -> TLS verified with the caBundle ->
@@ -42,8 +48,13 @@ struct op_webhook_config;
 int op_webhook_config_patch(const json_t *vwc, const char *ca_bundle, const char *policy,
                             json_t **ret_patch, char *errbuf, size_t errsz);
 
-/** base64 (no newlines) of a NUL-terminated PEM: NEW string (free()) or NULL. */
-char *op_webhook_ca_bundle(const char *pem);
+/** base64 (no newlines) of PEM `pem` followed by `extra_pem` (may be NULL; a newline is put
+ *  between when pem lacks one): NEW string (free()) or NULL. */
+char *op_webhook_ca_bundle(const char *pem, const char *extra_pem);
+
+/** Does every entry's caBundle (base64) contain the PEM text `pem`? True when vwc has no
+ *  entries. Pure. */
+bool op_webhook_bundle_has(const json_t *vwc, const char *pem);
 
 /** Does the denial message of a dry-run come from one of vwc's webhooks (`admission webhook
  *  "<name>" denied the request`)? Pure. */
@@ -58,6 +69,9 @@ bool op_webhook_denied_by(const json_t *vwc, const char *message);
 int op_webhook_config_new(struct op_ctx *op, const char *name, bool fail_closed,
                           unsigned resync_ms, struct op_webhook_config **ret_wc);
 void op_webhook_config_free(struct op_webhook_config *wc);
+/** The webhook server's CA gate (server.h op_server_set_ca_gate; arg = wc, may be NULL): true
+ *  when the configuration as last seen trusts the current CA (or there is none to update). */
+bool op_webhook_config_trusts_ca(void *arg);
 /** Re-check now (leadership changes; op_may_write decides who writes). */
 void op_webhook_config_kick(struct op_webhook_config *wc);
 

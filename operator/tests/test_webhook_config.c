@@ -122,14 +122,45 @@ static void test_ca_bundle(void **state)
     char *b;
 
     (void)state;
-    b = op_webhook_ca_bundle("-----BEGIN CERTIFICATE-----\nAB\n");
+    b = op_webhook_ca_bundle("-----BEGIN CERTIFICATE-----\nAB\n", NULL);
     assert_non_null(b);
     assert_string_equal(b, "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCkFCCg==");
     free(b);
-    b = op_webhook_ca_bundle("");
+    b = op_webhook_ca_bundle("", NULL);
     assert_non_null(b);
     assert_string_equal(b, "");
     free(b);
+    /* two roots during a rotation, a newline put between when missing */
+    b = op_webhook_ca_bundle("NEW", "OLD\n");
+    assert_string_equal(b, "TkVXCk9MRAo="); /* "NEW\nOLD\n" */
+    free(b);
+    b = op_webhook_ca_bundle("NEW\n", "OLD\n");
+    assert_string_equal(b, "TkVXCk9MRAo=");
+    free(b);
+}
+
+static void test_bundle_has(void **state)
+{
+    json_t *both = load("{\"webhooks\":[{\"name\":\"a\",\"clientConfig\":{\"caBundle\":\"TkVXCk9MRAo=\"}},"
+                        "{\"name\":\"b\",\"clientConfig\":{\"caBundle\":\"TkVXCg==\"}}]}");
+    json_t *one_stale = load("{\"webhooks\":[{\"name\":\"a\",\"clientConfig\":{\"caBundle\":\"TkVXCg==\"}},"
+                             "{\"name\":\"b\",\"clientConfig\":{\"caBundle\":\"T0xECg==\"}}]}");
+    json_t *blank = load("{\"webhooks\":[{\"name\":\"a\",\"clientConfig\":{\"caBundle\":\"\"}}]}");
+    json_t *junk = load("{\"webhooks\":[{\"name\":\"a\",\"clientConfig\":{\"caBundle\":\"!!!\"}}]}");
+    json_t *none = load("{\"webhooks\":[]}");
+
+    (void)state;
+    assert_true(op_webhook_bundle_has(both, "NEW\n"));
+    assert_false(op_webhook_bundle_has(both, "OLD\n")); /* entry b lacks it */
+    assert_false(op_webhook_bundle_has(one_stale, "NEW\n"));
+    assert_false(op_webhook_bundle_has(blank, "NEW\n"));
+    assert_false(op_webhook_bundle_has(junk, "NEW\n"));
+    assert_true(op_webhook_bundle_has(none, "NEW\n"));
+    json_decref(both);
+    json_decref(one_stale);
+    json_decref(blank);
+    json_decref(junk);
+    json_decref(none);
 }
 
 static void test_denied_by(void **state)
@@ -155,6 +186,7 @@ int main(void)
             cmocka_unit_test(test_patch_nothing_to_do),
             cmocka_unit_test(test_patch_malformed),
             cmocka_unit_test(test_ca_bundle),
+            cmocka_unit_test(test_bundle_has),
             cmocka_unit_test(test_denied_by),
     };
 

@@ -5,7 +5,8 @@
 # proves the path and failurePolicy goes Ignore -> Fail; the API server then rejects an invalid
 # VirtualService through it and admits a valid one; a blanked caBundle is filled in again; the
 # serving certificate is renewed after two thirds of its (shortened) life; a new `cacerts` CA
-# moves caBundle and serving certificate together, and admission keeps working; a re-created
+# moves caBundle (new + previous root) first and the webhook's certificate after it, with no
+# admission call failing meanwhile; a re-created
 # configuration (new uid) is filled in and verified again. Always a private API server: the
 # webhook URL is 127.0.0.1, which only an API server on this host's loopback can call.
 set -u
@@ -171,19 +172,38 @@ rotation_probe() {
         sleep 0.1
     done >"$T_DIR/rotation-errors"
 }
+# and new TLS connections all the time, as a restarted API server or another replica's
+# clients would make: none may see a certificate the API server's caBundle does not verify yet
+handshakes() {
+    while [ ! -e "$T_DIR/rotation-done" ]; do
+        openssl s_client -connect "127.0.0.1:$wport" </dev/null >/dev/null 2>&1
+        sleep 0.05
+    done
+}
 rm -f "$T_DIR/rotation-done"
 rotation_probe &
 probe_pid=$!
+handshakes &
+hs_pid=$!
 sleep 1
+lines0=$(wc -l <"$LOG")
 kc -n "$opns" create secret generic cacerts --from-file="$d/ca-cert.pem" --from-file="$d/ca-key.pem" \
     --from-file="$d/root-cert.pem" --from-file="$d/cert-chain.pem" >>"$T_LOG" 2>&1
 new_root_in_bundle() { bundles | head -1 | base64 -d 2>/dev/null | grep -qF "$(sed -n 2p "$d/root-cert.pem")"; }
 t_check "a cacerts change adds the new root to caBundle" t_wait_for 20 new_root_in_bundle
 sleep 3
 touch "$T_DIR/rotation-done"
-wait "$probe_pid"
+wait "$probe_pid" "$hs_pid"
+# order in the operator log after the change: CA reloaded, caBundle patched, only then the
+# webhook port's new certificate (the node agent port is not held back)
+rot_log=$(tail -n +"$((lines0 + 1))" "$LOG" | grep -n -e 'CA reloaded' -e 'webhook configuration updated' \
+    -e "serving certificate issued.*server=127.0.0.1:$wport" | head -3 | sed -E 's/^[0-9]+:.*msg="([^"]*)".*/\1/' | paste -sd'|')
+t_eq "the webhook port switches to the new CA only after caBundle holds it" \
+    "CA reloaded|webhook configuration updated|serving certificate issued" "$rot_log"
 t_eq "no admission call failed during the CA rotation (bundle and certificate move in step)" "" \
     "$(head -c 600 "$T_DIR/rotation-errors")"
+cat "$d/root-cert.pem" "$root" >"$T_DIR/overlap.pem"
+t_check "during the overlap caBundle holds the new root, then the previous one" bundle_is "$T_DIR/overlap.pem"
 t_check "the served certificate now verifies with the new caBundle (through the intermediate)" \
     t_wait_for 5 verifies_with_bundle
 t_check "admission still works after the CA change (Fail: a mismatch would be an error)" \
@@ -193,7 +213,7 @@ t_check "admission still works after the CA change (Fail: a mismatch would be an
 kc delete validatingwebhookconfiguration "$vwc" >>"$T_LOG" 2>&1
 t_check "deletion noticed" t_wait_for 10 grep -q "webhook configuration deleted, watching for it.*name=$vwc" "$LOG"
 create_vwc
-t_check "re-created configuration filled in" t_wait_for 15 bundle_is "$d/root-cert.pem"
+t_check "re-created configuration filled in" t_wait_for 15 bundle_is "$T_DIR/overlap.pem"
 t_check "and fails closed again after a new dry run" t_wait_for 20 fail_closed
 t_eq "two verifications logged (one per configuration uid)" 2 \
     "$(grep -c 'admission webhook verified through the API server' "$LOG")"
