@@ -1004,6 +1004,63 @@ static void share_unchanged(const json_t *prev, json_t *snap)
     }
 }
 
+/*
+ * Changed AuthorizationPolicies compiled one by one into out (the policy key of an
+ * AuthorizationPolicy is its own key). *ret_all: compile every policy instead — a
+ * PeerAuthentication changed (they are compiled together), or a key could collide with a
+ * PeerAuthentication-derived one (those win in the full build), or a compile gave another key.
+ */
+static int update_authz_policies(const struct op_inputs *in, const struct op_mesh_config *cfg,
+                                 const struct op_changes *ch, const json_t *prev_pols,
+                                 json_t *out, json_t *touched, struct op_snapshot_diags *d,
+                                 bool *ret_all)
+{
+    const char *k;
+    json_t *v;
+    int r;
+
+    *ret_all = json_object_size(ch->keys[OP_IN_PEERAUTHN]) > 0;
+    json_object_foreach(ch->keys[OP_IN_AUTHZ], k, v) {
+        const char *slash = strchr(k, '/');
+
+        if (slash == NULL || strncmp(slash + 1, "converted_peer_authentication_", 30) == 0 ||
+            strcmp(slash + 1, "istio_converted_static_strict") == 0)
+            *ret_all = true;
+    }
+    if (*ret_all)
+        return 0;
+    json_object_foreach(ch->keys[OP_IN_AUTHZ], k, v) {
+        const json_t *ap = json_object_get(in->authorization_policies, k);
+        json_t *pols = NULL, *pol = NULL;
+        char pkey[600];
+
+        if (ap != NULL) {
+            struct dp_policy_diags pd;
+
+            memset(&pd, 0, sizeof(pd));
+            r = dp_policy_compile_authz(ap, cfg->root_ns, &pols, &pd);
+            if (r == -ENOMEM)
+                return r;
+            if (r < 0)
+                diag(d, "AuthorizationPolicy %s: %s", k, pd.n ? pd.items[0].text : strerror(-r));
+            pol = json_array_get(pols, 0);
+            if (pol != NULL)
+                snprintf(pkey, sizeof(pkey), "%s/%s", jstr(pol, "namespace", NULL),
+                         jstr(pol, "name", NULL));
+            if (json_array_size(pols) > 1 || (pol != NULL && strcmp(pkey, k) != 0)) {
+                json_decref(pols);
+                *ret_all = true;
+                return 0;
+            }
+        }
+        r = place(out, prev_pols, touched, k, pol ? json_incref(pol) : NULL);
+        json_decref(pols);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* every policy key some workload of snap lists: NEW set */
 static json_t *listed_policies(const json_t *snap)
 {
@@ -1136,6 +1193,18 @@ int op_snapshot_update(const json_t *prev, const struct op_inputs *in,
         }
     }
     if (policies) {
+        json_t *out = json_object_get(snap, "policy");
+        const json_t *prev_pols = json_object_get(prev, "policy");
+        bool all_pols = false;
+
+        r = update_authz_policies(in, cfg, ch, prev_pols, out, json_object_get(touched, "policy"),
+                                  diags, &all_pols);
+        if (r < 0)
+            goto fail;
+        r = -ENOMEM;
+        policies = all_pols;
+    }
+    if (policies) { /* PeerAuthentications (compiled together) or an unusual AuthorizationPolicy */
         json_t *pols = json_object(), *out = json_object_get(snap, "policy");
         const json_t *prev_pols = json_object_get(prev, "policy");
         void *tmp;
