@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ambit-operator against a real API server: the mesh config is read live from ConfigMap istio
 # (key mesh) in the operator namespace — a new rootNamespace turns a namespace-less
-# AuthorizationPolicy Global in the pushed stream and a new trustDomain reaches the workloads,
-# without a restart; an invalid ConfigMap keeps the last good config and sets the Mesh Degraded
+# AuthorizationPolicy Global in the pushed stream and a new trustDomain reaches the workloads
+# and the CA (certificates are issued in it, the old one is refused), without a restart; an invalid ConfigMap keeps the last good config and sets the Mesh Degraded
 # (MeshConfigInvalid, naming the field); deleting it falls back to the defaults. The Mesh object
 # `default` becomes the owner of istio-ca-secret and of the leader Lease.
 set -u
@@ -41,6 +41,8 @@ kc create ns "$ns" >/dev/null
 kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
 # a bare API server has no controller-manager to create default service accounts
 kc -n "$ns" create serviceaccount default >/dev/null 2>&1
+kc -n "$opns" create serviceaccount default >/dev/null 2>&1
+kc -n "$opns" create serviceaccount ztunnel >/dev/null 2>&1
 op_crds_install >/dev/null 2>&1
 # Mesh `default` is a singleton: on a shared cluster with a mesh installed, leave it alone
 if kc get mesh default >/dev/null 2>&1; then
@@ -66,6 +68,11 @@ spec: {action: DENY, rules: [{from: [{source: {namespaces: [legacy]}}]}]}
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: agent-1, namespace: $opns}
+spec: {nodeName: node-1, serviceAccountName: ztunnel, containers: [{name: c, image: none}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: app-1, namespace: $ns, labels: {app: app}, annotations: {ambient.istio.io/redirection: enabled}}
 spec: {nodeName: node-1, containers: [{name: c, image: none}]}
 EOF
@@ -73,8 +80,9 @@ kc -n "$ns" patch pod app-1 --subresource=status --type=merge \
     -p '{"status":{"podIP":"10.244.7.5","podIPs":[{"ip":"10.244.7.5"}],"conditions":[{"type":"Ready","status":"True"}]}}' >>"$T_LOG" 2>&1
 # no --root-namespace / --trust-domain: the ConfigMap says; --write-selector keeps the writes
 # inside this test's namespaces and Mesh object on a shared cluster
+lport=$(freeport)
 "$BUILD/bin/ambit-operator" --namespace "$opns" --events-out "$EV" --debounce-ms 50 \
-    --write-selector "amb-test=$$" --listen "127.0.0.1:$(freeport)" \
+    --write-selector "amb-test=$$" --listen "127.0.0.1:$lport" \
     --metrics-listen "127.0.0.1:$(freeport)" --webhook-listen '' >>"$T_DIR/operator.log" 2>&1 &
 OP_PID=$!
 t_check "operator becomes ready" t_wait_for 30 grep -q 'first snapshot built' "$T_DIR/operator.log"
@@ -94,6 +102,22 @@ t_check "rootNamespace change: the policy turns Global in the stream" \
     t_wait_for 10 ev_last "$pol" '.object.scope=="Global"'
 t_check "trustDomain change: the workload is upserted in example.org" \
     t_wait_for 10 ev_last "$wl" '.object.trustDomain=="example.org"'
+# the CA follows: a node agent's CSR is authorized against the new trust domain
+root=$T_DIR/root.pem
+kc -n "$ns" get configmap istio-ca-root-cert -o jsonpath='{.data.root-cert\.pem}' >"$root" 2>>"$T_LOG"
+tok=$(kc -n "$opns" create token ztunnel --audience istio-ca --bound-object-kind Pod --bound-object-name agent-1)
+csr_post() { # csr_post <identity> -> http code; body in $T_DIR/out.json
+    openssl ecparam -name prime256v1 -genkey -noout -out "$T_DIR/k.pem" 2>/dev/null
+    openssl req -new -key "$T_DIR/k.pem" -subj "/" -addext "subjectAltName=URI:$1" -out "$T_DIR/csr.pem" 2>/dev/null
+    jq -n --rawfile csr "$T_DIR/csr.pem" --arg id "$1" '{csr: $csr, identity: $id, ttlSeconds: 3600}' >"$T_DIR/req.json"
+    curl -s --cacert "$root" -o "$T_DIR/out.json" -w '%{http_code}' -H "Authorization: Bearer $tok" \
+        --data @"$T_DIR/req.json" "https://127.0.0.1:$lport/v1/certificates"
+}
+t_eq "CSR in the new trust domain: 200" 200 "$(csr_post "spiffe://example.org/ns/$ns/sa/default")"
+t_match "the certificate is issued for example.org" "URI:spiffe://example.org/ns/$ns/sa/default" \
+    "$(jq -r '.certChain[0]' "$T_DIR/out.json" | openssl x509 -noout -ext subjectAltName 2>&1)"
+t_eq "CSR in the old trust domain: 403" 403 "$(csr_post "spiffe://cluster.local/ns/$ns/sa/default")"
+t_match "the refusal names the trust domain" 'trust domain' "$(cat "$T_DIR/out.json")"
 t_eq "operator still the same process" "1" "$(grep -c 'first snapshot built' "$T_DIR/operator.log")"
 t_match "change logged" 'mesh config applied.*trust_domain=example.org' "$(cat "$T_DIR/operator.log")"
 if [ "$MESH_OURS" = 1 ]; then
