@@ -3,7 +3,7 @@
 # DestinationRules and PeerAuthentications appear in their status (Istio's validationMessages
 # + a Valid condition with the text) within a bounded wait, disappear when the configuration is
 # fixed, and an unchanged status is never rewritten (resourceVersion stays, also across an
-# operator restart).
+# operator restart). ambitctl analyze reports the same findings from the cluster and files.
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib/testlib.sh
@@ -126,6 +126,28 @@ t_check "weights summing to 90: IST0133 WARNING" \
 t_eq "condition reason ValidationWarnings" "ValidationWarnings" \
     "$(st virtualservice reviews | jq -r '.conditions[] | select(.type=="Valid") | .reason')"
 t_match "condition text" 'destination weights sum to 90' "$(cond_msg virtualservice reviews)"
+
+# ambitctl analyze: the same findings from the cluster; a fixed file over the cluster has none
+out=$("$BUILD/bin/ambitctl" --kubeconfig "$KUBECONFIG" analyze -n "$ns" 2>&1); rc=$?
+t_match "ambitctl analyze on the cluster prints the finding" \
+    "^Warning \[IST0133\] \(VirtualService $ns/reviews\) destination weights sum to 90" "$out"
+t_eq "... exit 0: warnings only in $ns" 0 "$rc"
+cat >"$T_DIR/fixed.yaml" <<EOF2
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: $ns}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}, weight: 80}, {destination: {host: reviews, subset: v3}, weight: 20}]
+EOF2
+out=$("$BUILD/bin/ambitctl" --kubeconfig "$KUBECONFIG" analyze --use-kube -n "$ns" "$T_DIR/fixed.yaml" 2>&1); rc=$?
+t_eq "ambitctl analyze --use-kube FILE: the file's version replaces the cluster's" \
+    "0 ✔ No validation issues found." "$rc $out"
+out=$("$BUILD/bin/ambitctl" analyze "$T_DIR/fixed.yaml" 2>&1); rc=$?
+t_match "ambitctl analyze FILE alone: the Service is unknown without the cluster" \
+    'Error \[IST0101\] .*Referenced host not found: "reviews"' "$out"
+t_eq "... exit 1 on Error findings" 1 "$rc"
 
 # someone else removes the messages: the live status is compared, so they come back
 kc -n "$ns" patch virtualservice reviews --subresource=status --type=merge \
