@@ -60,7 +60,7 @@ static void usage(FILE *f)
           "  ztunnel-config workloads|services|policies|certificates\n"
           "                [--node N] [-o table|json|yaml] [--file DUMP.json]\n"
           "                                            what the node agents serve\n"
-          "  analyze [FILE...] [-f FILE]... [-n NS | -A] [--use-kube[=false]]\n"
+          "  analyze [FILE...] [-f FILE]... [-n NS | -A (default)] [--use-kube[=false]]\n"
           "          [-o table|json|yaml]          configuration problems (istioctl analyze):\n"
           "                                            files alone, the cluster when no file is\n"
           "                                            given, or files over the cluster with\n"
