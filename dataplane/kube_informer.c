@@ -385,6 +385,7 @@ struct dp_kube_informer {
     enum inf_state state;
     bool synced;
     bool relist_needed; /* set from the stream: the watch is stale */
+    bool drop_managed;  /* strip metadata.managedFields before storing */
     struct dp_kube_req *req;
     json_t *list_items; /* pages collected so far */
     struct dp_timer timer;
@@ -472,6 +473,8 @@ static void on_list_done(int r, long http, json_t *body, const char *errmsg, voi
             snprintf(av, sizeof(av), "%s", inf->res->version);
         if (json_object_get(it, "apiVersion") == NULL)
             json_object_set_new(it, "apiVersion", json_string(av));
+        if (inf->drop_managed)
+            json_object_del(json_object_get(it, "metadata"), "managedFields");
         if (json_array_append(inf->list_items, it) < 0) {
             set_error(inf, -ENOMEM, "list", NULL);
             json_decref(inf->list_items);
@@ -538,6 +541,8 @@ static int on_watch_event(enum dp_kube_event_type type, json_t *obj, void *arg)
     int r;
 
     inf->stats.events++;
+    if (inf->drop_managed)
+        json_object_del(json_object_get(obj, "metadata"), "managedFields");
     r = dp_kube_store_apply(&inf->store, type, obj);
     if (r == -ESTALE) {
         inf->relist_needed = true;
@@ -727,6 +732,11 @@ const struct dp_kube_informer_stats *dp_kube_informer_stats(const struct dp_kube
 const struct dp_kube_resource *dp_kube_informer_resource(const struct dp_kube_informer *inf)
 {
     return inf->res;
+}
+
+void dp_kube_informer_drop_managed_fields(struct dp_kube_informer *inf, bool drop)
+{
+    inf->drop_managed = drop;
 }
 
 void dp_kube_informer_set_backoff(struct dp_kube_informer *inf, uint64_t min_ms, uint64_t max_ms)

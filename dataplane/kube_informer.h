@@ -98,6 +98,13 @@ json_t *dp_kube_informer_get(const struct dp_kube_informer *inf, const char *key
 const struct dp_kube_informer_stats *dp_kube_informer_stats(const struct dp_kube_informer *inf);
 const struct dp_kube_resource *dp_kube_informer_resource(const struct dp_kube_informer *inf);
 
+/**
+ * Drop metadata.managedFields from every object before it is stored (call before start). They
+ * are a large share of a typical object's memory (a JSON object per field path) and only
+ * server-side-apply bookkeeping: set it for caches whose users never read them.
+ */
+void dp_kube_informer_drop_managed_fields(struct dp_kube_informer *inf, bool drop);
+
 /** Backoff bounds in ms (tests shorten them). Defaults 500 and 30000. */
 void dp_kube_informer_set_backoff(struct dp_kube_informer *inf, uint64_t min_ms, uint64_t max_ms);
 

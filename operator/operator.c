@@ -919,6 +919,11 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
         /* optional CRDs may be installed any time: look again every few seconds */
         if (!INFORMERS[i].required)
             dp_kube_informer_set_backoff(op->inf[i], 500, 5000);
+        /* the big caches: nothing here reads their server-side-apply bookkeeping (the analysis
+         * status, which does, uses the other kinds) */
+        if (i == INF_NAMESPACES || i == INF_PODS || i == INF_SERVICES || i == INF_SLICES ||
+            i == INF_NODES || i == INF_GATEWAYS || i == INF_AUTHZ)
+            dp_kube_informer_drop_managed_fields(op->inf[i], true);
     }
     *ret_op = op;
     return 0;

@@ -27,6 +27,12 @@
     "{\"type\":\"" type "\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":{"     \
     "\"namespace\":\"ns\",\"name\":\"" name "\",\"resourceVersion\":\"" rv "\"}}}\n"
 
+/* objects as the API server sends them: with server-side-apply bookkeeping */
+#define MF "\"managedFields\":[{\"manager\":\"kubectl\",\"fieldsV1\":{\"f:spec\":{}}}]"
+#define POD_MF(name, rv)                                                                           \
+    "{\"metadata\":{\"namespace\":\"ns\",\"name\":\"" name "\",\"resourceVersion\":\"" rv    \
+    "\"," MF "}}"
+
 struct step {
     const char *expect; /* substring the request line must contain */
     const char *parts[6];
@@ -55,8 +61,10 @@ static const struct step SCRIPT[] = {
           "{\"kind\":\"Status\",\"code\":410,\"reason\":\"Gone\"}"}},
         {"limit=500 ",
          {HDR "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"30\"},\"items\":[" POD(
-                 "p4", "21") "]}"}},
-        {"resourceVersion=30&watch=true", {HDR EV("ADDED", "p5", "31")}},
+                 "p4", "21") "," POD_MF("p6", "22") "]}"}},
+        {"resourceVersion=30&watch=true",
+         {HDR "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":{"
+              "\"namespace\":\"ns\",\"name\":\"p5\",\"resourceVersion\":\"31\"," MF "}}}\n"}},
 };
 
 struct server {
@@ -181,6 +189,7 @@ static void test_informer_script(void **state)
     assert_int_equal(dp_kube_multi_new(loop, &cfg, &m), 0);
     assert_int_equal(dp_kube_informer_new(m, &DP_KUBE_RES_PODS, NULL, &sel, &ops, &seen, &inf), 0);
     dp_kube_informer_set_backoff(inf, 10, 50);
+    dp_kube_informer_drop_managed_fields(inf, true);
     assert_int_equal(dp_kube_informer_start(inf), 0);
     assert_int_equal(dp_kube_informer_start(inf), -EALREADY);
 
@@ -197,7 +206,7 @@ static void test_informer_script(void **state)
                         "add p3@11;"                  /* watch */
                         "upd p1@13;add p4@14;del p2@2;del p3@11;synced;" /* 410 -> relist diff */
                         "upd p4@21;"                  /* then the stream is cut mid-line */
-                        "del p1@13;synced;"           /* HTTP 410 on re-watch -> relist */
+                        "add p6@22;del p1@13;synced;" /* HTTP 410 on re-watch -> relist */
                         "add p5@31;");
     {
         const struct dp_kube_informer_stats *st = dp_kube_informer_stats(inf);
@@ -208,8 +217,16 @@ static void test_informer_script(void **state)
         assert_non_null(strstr(st->last_errmsg, "mid-line"));
     }
     assert_true(dp_kube_informer_synced(inf));
-    assert_int_equal(dp_kube_store_size(dp_kube_informer_store(inf)), 2);
+    assert_int_equal(dp_kube_store_size(dp_kube_informer_store(inf)), 3);
     assert_string_equal(dp_kube_informer_store(inf)->rv, "31");
+    /* managedFields dropped from listed (p6) and watched (p5) objects */
+    assert_non_null(dp_kube_informer_get(inf, "ns/p6"));
+    assert_null(json_object_get(json_object_get(dp_kube_informer_get(inf, "ns/p6"), "metadata"),
+                                "managedFields"));
+    assert_null(json_object_get(json_object_get(dp_kube_informer_get(inf, "ns/p5"), "metadata"),
+                                "managedFields"));
+    assert_non_null(json_object_get(json_object_get(dp_kube_informer_get(inf, "ns/p5"),
+                                                    "metadata"), "resourceVersion"));
 
     srv.stop = 1;
     dp_kube_informer_free(inf);
