@@ -17,10 +17,14 @@
  *   allsynced <t_first> <t_last> <bytes> <events>
  *                                     every stream received its full snapshot and `synced`
  *                                     (bytes/events: the first agent's snapshot)
- *   seen <id> <t_first> <t_last>      every stream received an event line containing all the
- *                                     substrings of marker <id>
+ *   seen <id> <t_first> <t_last> <extra>
+ *                                     every expected stream received an event line containing
+ *                                     all the substrings of marker <id> (extra: streams outside
+ *                                     the expected set that received it until then)
  *   stats <reconnects> <bytes> <events>
- * stdin commands: `mark <id> <sub>[<TAB><sub>...]`, `unmark <id>`, `stats`, `quit`.
+ * stdin commands: `mark <id> <agents> <sub>[<TAB><sub>...]` (agents: `*` or comma-separated
+ * indexes into the NODE list, the streams expected to receive it: the operator scopes policies
+ * per node), `unmark <id>`, `stats`, `quit`.
  * Diagnostics (drops, HTTP errors) go to stderr.
  */
 #include <arpa/inet.h>
@@ -56,8 +60,9 @@ struct mark {
     long id;
     int nsubs;
     char *subs[MAX_SUBS];
+    unsigned char *want; /* per agent: 1 = expected to receive it */
     unsigned char *seen; /* per agent */
-    int count;
+    int need, count, extra;
     uint64_t t_first, t_last;
 };
 
@@ -131,39 +136,64 @@ static void check_marks(struct agent *a, const char *p, size_t len)
         if (!all)
             continue;
         m->seen[a->idx] = 1;
+        if (!m->want[a->idx]) {
+            m->extra++; /* outside the expected scope */
+            continue;
+        }
         if (m->count == 0 || now_cache < m->t_first)
             m->t_first = now_cache;
         if (now_cache > m->t_last)
             m->t_last = now_cache;
-        if (++m->count == n_agents) {
-            printf("seen %ld %llu %llu\n", m->id, (unsigned long long)m->t_first,
-                   (unsigned long long)m->t_last);
+        if (++m->count == m->need) {
+            printf("seen %ld %llu %llu %d\n", m->id, (unsigned long long)m->t_first,
+                   (unsigned long long)m->t_last, m->extra);
             fflush(stdout);
             for (int k = 0; k < m->nsubs; k++)
                 free(m->subs[k]);
             free(m->seen);
+            free(m->want);
             memset(m, 0, sizeof(*m));
         }
     }
 }
 
+/* "<id> <agents> <sub>[<TAB><sub>...]", agents = "*" or comma-separated agent indexes */
 static void mark_cmd(char *line)
 {
-    char *sp, *tok, *save = NULL;
+    char *sp, *set, *subs, *tok, *save = NULL;
     long id = strtol(line, &sp, 10);
     struct mark *m = NULL;
 
     for (int i = 0; i < MAX_MARKS && m == NULL; i++)
         if (!marks[i].used)
             m = &marks[i];
-    if (m == NULL || *sp != ' ') {
+    if (m == NULL || *sp != ' ' || (subs = strchr(sp + 1, ' ')) == NULL) {
         fprintf(stderr, "opagents: bad or too many marks\n");
         return;
     }
+    set = sp + 1;
+    *subs++ = '\0';
     m->used = true;
     m->id = id;
     m->seen = calloc((size_t)n_agents, 1);
-    for (tok = strtok_r(sp + 1, "\t", &save); tok && m->nsubs < MAX_SUBS;
+    m->want = calloc((size_t)n_agents, 1);
+    if (m->seen == NULL || m->want == NULL)
+        abort();
+    if (strcmp(set, "*") == 0) {
+        memset(m->want, 1, (size_t)n_agents);
+        m->need = n_agents;
+    } else {
+        for (tok = strtok_r(set, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            long k = strtol(tok, NULL, 10);
+
+            if (k >= 0 && k < n_agents && !m->want[k]) {
+                m->want[k] = 1;
+                m->need++;
+            }
+        }
+    }
+    save = NULL;
+    for (tok = strtok_r(subs, "\t", &save); tok && m->nsubs < MAX_SUBS;
          tok = strtok_r(NULL, "\t", &save))
         m->subs[m->nsubs++] = strdup(tok);
 }
@@ -175,10 +205,12 @@ static void unmark_cmd(long id)
 
         if (!m->used || m->id != id)
             continue;
-        fprintf(stderr, "opagents: mark %ld seen by %d of %d agents\n", id, m->count, n_agents);
+        fprintf(stderr, "opagents: mark %ld seen by %d of %d expected agents (+%d others)\n", id,
+                m->count, m->need, m->extra);
         for (int k = 0; k < m->nsubs; k++)
             free(m->subs[k]);
         free(m->seen);
+        free(m->want);
         memset(m, 0, sizeof(*m));
     }
 }

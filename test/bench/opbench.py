@@ -122,7 +122,8 @@ class Cluster:
                     "name": f"{app}-{version}-{i:05d}",
                     "app": app,
                     "version": version,
-                    "node": self.nodes[i % self.n_nodes],
+                    # pseudo-random placement, as a scheduler spreads replicas
+                    "node": self.nodes[self.rnd.randrange(self.n_nodes)],
                     "ip": ip,
                     # in an ambient namespace most pods are captured (annotation set by the CNI)
                     "redir": ns in self.ambient and i % 10 != 0,
@@ -422,10 +423,22 @@ def pct(vals, p):
 
 # ------------------------------------------------------------------ changes
 def make_changes(api, cl, n, rnd):
-    """Yields (kind, marker substrings, write function) one at a time; the write function
-    performs the API writes and returns when the last one completed."""
+    """Yields (kind, expected agents, marker substrings, write function) one at a time; the
+    write function performs the API writes and returns when the last one completed. Expected
+    agents: "*" or the indexes of the agents whose scope holds the object (policies are scoped
+    per node: a namespace-wide policy goes to the nodes with a workload in its namespace, a
+    selector policy to the nodes of the workloads it selects)."""
     created = []
     live = [p for p in cl.pods]
+    node_idx = {n: i for i, n in enumerate(cl.nodes)}
+
+    def scope(o):
+        ns = o["metadata"]["namespace"]
+        sel = (o["spec"].get("selector") or {}).get("matchLabels") or {}
+        nodes = {node_idx[p["node"]] for p in live + created
+                 if p["ns"] == ns and all(p.get(k) == v for k, v in sel.items())}
+        return ",".join(str(n) for n in sorted(nodes))
+
     pols = [o for o in cl.policies() if o["metadata"]["namespace"] != "istio-system"]
     kinds = ["pod-label", "pod-create", "policy-update", "pod-delete", "service-update"]
     for i in range(n):
@@ -462,7 +475,10 @@ def make_changes(api, cl, n, rnd):
                          "?gracePeriodSeconds=0", {"kind": "DeleteOptions", "apiVersion": "v1",
                                                    "gracePeriodSeconds": 0})
         elif kind == "policy-update":
-            o = pols[rnd.randrange(len(pols))]
+            want = ""
+            while not want:  # a policy that applies somewhere
+                o = pols[rnd.randrange(len(pols))]
+                want = scope(o)
             ns, name = o["metadata"]["namespace"], o["metadata"]["name"]
             subs = ['"type":"upsert"', f'"{ns}/{name}"', m]
             rules = [{"from": [{"source": {"principals": [f"cluster.local/ns/{ns}/sa/{m}"]}}],
@@ -480,7 +496,7 @@ def make_changes(api, cl, n, rnd):
                 api.call("PATCH", f"/api/v1/namespaces/{ns}/services/{name}",
                          [{"op": "replace", "path": "/spec/ports/1/appProtocol", "value": m}],
                          ctype="application/json-patch+json")
-        yield kind, subs, w
+        yield kind, (want if kind == "policy-update" else "*"), subs, w
 
 
 # ------------------------------------------------------------------ main
@@ -600,8 +616,9 @@ def main():
         lat = {}
         rnd = random.Random(7)
         t_churn = time.monotonic()
-        for i, (kind, subs, write) in enumerate(make_changes(api, cl, n_changes, rnd)):
-            agents.send(f"mark {i} " + "\t".join(subs))
+        fanout = []
+        for i, (kind, want, subs, write) in enumerate(make_changes(api, cl, n_changes, rnd)):
+            agents.send(f"mark {i} {want} " + "\t".join(subs))
             write()
             t_w = time.monotonic_ns()
             r = agents.expect("seen", a.change_timeout)
@@ -611,6 +628,11 @@ def main():
                 agents.send(f"unmark {i}")
                 continue
             t_f, t_l = int(r[2]), int(r[3])
+            if kind == "policy-update":
+                fanout.append(len(want.split(",")))
+            if int(r[4]) > 0:
+                failures.append(f"change {i} ({kind}) reached {r[4]} agents outside its scope")
+                log(failures[-1])
             lat.setdefault(kind, []).append(((t_f - t_w) / 1e6, (t_l - t_w) / 1e6))
         churn_s = time.monotonic() - t_churn
         all_last = [x[1] for v in lat.values() for x in v]
@@ -623,6 +645,7 @@ def main():
                    k: {"n": len(v), "p50": pct([x[1] for x in v], 50),
                        "p99": pct([x[1] for x in v], 99), "max": max(x[1] for x in v)}
                    for k, v in sorted(lat.items())},
+               "policy_agents_per_change": round(sum(fanout) / len(fanout), 1) if fanout else None,
                "operator_cpu_s": round(proc_cpu(op.pid) - cpu0, 2)}
         for d in (inc["last_agent_ms"], inc["first_agent_ms"]):
             for k in d:
