@@ -596,6 +596,7 @@ def main():
         if r is None:
             raise RuntimeError("operator never became ready (see operator.log)")
         t_ready = int(r[1])
+        mem_ready = proc_mem(op.pid)  # informer caches + first snapshot, before any stream
         r = agents.expect("allsynced", 300)
         if r is None:
             raise RuntimeError("not every agent received the full snapshot (see agents.log)")
@@ -656,7 +657,8 @@ def main():
         res["incremental"] = inc
         log("incremental:", json.dumps(inc))
         mem = proc_mem(op.pid)
-        res["operator"] = {"rss_after_first_push_kib": mem_synced.get("VmRSS"),
+        res["operator"] = {"rss_at_ready_kib": mem_ready.get("VmRSS"),
+                           "rss_after_first_push_kib": mem_synced.get("VmRSS"),
                            "rss_steady_kib": mem.get("VmRSS"), "rss_peak_kib": mem.get("VmHWM"),
                            "rss_peak_sampled_kib": sampler.max_rss,
                            "cpu_s_total": round(proc_cpu(op.pid), 2)}
@@ -676,12 +678,12 @@ def main():
                 perf.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 perf.kill()
+        agents.stop()
         op.terminate()
         try:
             op.wait(timeout=10)
         except subprocess.TimeoutExpired:
             op.kill()
-        agents.stop()
     fp, inc, opm = res.get("first_push", {}), res.get("incremental", {}), res.get("operator", {})
     res["targets"] = {
         "first_push_le_1s": (fp.get("start_to_all_synced_ms") or 1e9) <= 1000,
