@@ -386,6 +386,7 @@ struct dp_kube_informer {
     bool synced;
     bool relist_needed; /* set from the stream: the watch is stale */
     bool drop_managed;  /* strip metadata.managedFields before storing */
+    dp_kube_prune_fn *prune;
     struct dp_kube_req *req;
     json_t *list_items; /* pages collected so far */
     struct dp_timer timer;
@@ -475,6 +476,8 @@ static void on_list_done(int r, long http, json_t *body, const char *errmsg, voi
             json_object_set_new(it, "apiVersion", json_string(av));
         if (inf->drop_managed)
             json_object_del(json_object_get(it, "metadata"), "managedFields");
+        if (inf->prune != NULL)
+            inf->prune(it);
         if (json_array_append(inf->list_items, it) < 0) {
             set_error(inf, -ENOMEM, "list", NULL);
             json_decref(inf->list_items);
@@ -543,6 +546,9 @@ static int on_watch_event(enum dp_kube_event_type type, json_t *obj, void *arg)
     inf->stats.events++;
     if (inf->drop_managed)
         json_object_del(json_object_get(obj, "metadata"), "managedFields");
+    if (inf->prune != NULL && (type == DP_KUBE_EV_ADDED || type == DP_KUBE_EV_MODIFIED ||
+                               type == DP_KUBE_EV_DELETED))
+        inf->prune(obj);
     r = dp_kube_store_apply(&inf->store, type, obj);
     if (r == -ESTALE) {
         inf->relist_needed = true;
@@ -737,6 +743,11 @@ const struct dp_kube_resource *dp_kube_informer_resource(const struct dp_kube_in
 void dp_kube_informer_drop_managed_fields(struct dp_kube_informer *inf, bool drop)
 {
     inf->drop_managed = drop;
+}
+
+void dp_kube_informer_set_prune(struct dp_kube_informer *inf, dp_kube_prune_fn *prune)
+{
+    inf->prune = prune;
 }
 
 void dp_kube_informer_set_backoff(struct dp_kube_informer *inf, uint64_t min_ms, uint64_t max_ms)

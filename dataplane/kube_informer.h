@@ -105,6 +105,14 @@ const struct dp_kube_resource *dp_kube_informer_resource(const struct dp_kube_in
  */
 void dp_kube_informer_drop_managed_fields(struct dp_kube_informer *inf, bool drop);
 
+/**
+ * Called with every object before it is stored (listed and watched, after managedFields were
+ * dropped): may delete fields its users never read, to save memory. Must keep metadata.name,
+ * namespace and resourceVersion. NULL = none. Call before start.
+ */
+typedef void dp_kube_prune_fn(json_t *obj);
+void dp_kube_informer_set_prune(struct dp_kube_informer *inf, dp_kube_prune_fn *prune);
+
 /** Backoff bounds in ms (tests shorten them). Defaults 500 and 30000. */
 void dp_kube_informer_set_backoff(struct dp_kube_informer *inf, uint64_t min_ms, uint64_t max_ms);
 

@@ -9,6 +9,7 @@
 #include "kube_queue.h"
 #include "log.h"
 #include "operator.h"
+#include "prune.h"
 
 #define SCOPE        "operator"
 #define LOG_MAX      20000 /* events kept for resumable streams */
@@ -924,6 +925,11 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
         if (i == INF_NAMESPACES || i == INF_PODS || i == INF_SERVICES || i == INF_SLICES ||
             i == INF_NODES || i == INF_GATEWAYS || i == INF_AUTHZ)
             dp_kube_informer_drop_managed_fields(op->inf[i], true);
+        /* and of pods and nodes only what the operator reads (prune.h) */
+        if (i == INF_PODS)
+            dp_kube_informer_set_prune(op->inf[i], op_prune_pod);
+        if (i == INF_NODES)
+            dp_kube_informer_set_prune(op->inf[i], op_prune_node);
     }
     *ret_op = op;
     return 0;

@@ -158,6 +158,12 @@ static void on_synced(struct dp_kube_informer *inf, void *arg)
     snprintf(s->log + n, sizeof(s->log) - n, "synced;");
 }
 
+/* a prune hook that marks what it saw */
+static void mark_pruned(json_t *obj)
+{
+    json_object_set_new(json_object_get(obj, "metadata"), "pruned", json_true());
+}
+
 static void test_informer_script(void **state)
 {
     static const struct dp_kube_informer_ops ops = {on_add, on_update, on_delete, on_synced};
@@ -190,6 +196,7 @@ static void test_informer_script(void **state)
     assert_int_equal(dp_kube_informer_new(m, &DP_KUBE_RES_PODS, NULL, &sel, &ops, &seen, &inf), 0);
     dp_kube_informer_set_backoff(inf, 10, 50);
     dp_kube_informer_drop_managed_fields(inf, true);
+    dp_kube_informer_set_prune(inf, mark_pruned);
     assert_int_equal(dp_kube_informer_start(inf), 0);
     assert_int_equal(dp_kube_informer_start(inf), -EALREADY);
 
@@ -227,6 +234,11 @@ static void test_informer_script(void **state)
                                 "managedFields"));
     assert_non_null(json_object_get(json_object_get(dp_kube_informer_get(inf, "ns/p5"),
                                                     "metadata"), "resourceVersion"));
+    /* the prune hook ran on listed and watched objects */
+    assert_true(json_is_true(json_object_get(
+            json_object_get(dp_kube_informer_get(inf, "ns/p6"), "metadata"), "pruned")));
+    assert_true(json_is_true(json_object_get(
+            json_object_get(dp_kube_informer_get(inf, "ns/p5"), "metadata"), "pruned")));
 
     srv.stop = 1;
     dp_kube_informer_free(inf);
