@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "kube_lease.h"
 #include "kube_queue.h"
@@ -183,7 +184,9 @@ static void rebuild(struct op_ctx *op)
     op->stats.rebuilds++;
     op->stats.events += json_array_size(events);
     op->stats.last_rebuild_ms = (double)(dp_now_us() - t0) / 1000.0;
-    json_array_foreach(events, i, e) {
+    /* the first build is no resumable history: nobody can hold an earlier version of this
+     * process (an agent of a previous one gets reset + full snapshot) */
+    json_array_foreach(op->ready ? events : NULL, i, e) {
         json_array_append(op->log, e);
     }
     if (json_array_size(op->log) > LOG_MAX) {
@@ -873,6 +876,15 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
     dp_kube_queue_init(&op->roots, 200, 60000, 50, 200, 0);
     op->snap = json_pack("{s:{},s:{},s:{},s:{}}", "workload", "service", "policy", "waypoint");
     op->log = json_array();
+    /* versions continue from the start time (ms x 1024): every version an agent holds from a
+     * previous operator process is older than this one's log, so it gets reset + full snapshot
+     * instead of a replay from a different history (< 2^53: exact in any JSON reader) */
+    {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        op->version = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 10;
+    }
     if (op->snap == NULL || op->log == NULL) {
         r = -ENOMEM;
         goto fail;
