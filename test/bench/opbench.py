@@ -403,14 +403,16 @@ class Agents:
                 log("agents:", " ".join(f))
 
     def stop(self):
+        """Returns the agents' exit status (non-zero: a crash or a sanitizer report)."""
         try:
             self.send("quit")
         except OSError:
             pass
         try:
-            self.p.wait(timeout=10)
+            return self.p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.p.kill()
+            return -9
 
 
 def pct(vals, p):
@@ -678,7 +680,9 @@ def main():
                 perf.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 perf.kill()
-        agents.stop()
+        rc = agents.stop()
+        if rc != 0:
+            failures.append(f"opagents exited with status {rc} (see agents.log)")
         op.terminate()
         try:
             op.wait(timeout=10)
