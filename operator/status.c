@@ -19,6 +19,9 @@ struct op_status {
     struct op_ctx *op;
     struct op_sub sub;
     json_t *written; /* "<kind>/<key>" -> status content last applied (without timestamps) */
+    json_t *seen;    /* AuthorizationPolicy key -> the cached object its status was decided
+                        for (a push skips unchanged policies instead of compiling each again) */
+    char *seen_root; /* the root namespace `seen` was decided with */
     bool active;
     unsigned inflight;
 };
@@ -299,19 +302,37 @@ static void on_push(struct op_ctx *op, const json_t *events, void *arg)
     if (!st->active)
         return;
     now_str(now, sizeof(now));
+    if (st->seen_root == NULL || strcmp(st->seen_root, op_opts(op)->mesh.root_ns) != 0 ||
+        json_object_size(st->seen) > json_object_size(op_authorization_policies(op))) {
+        json_object_clear(st->seen); /* root namespace changed, or policies were deleted */
+        free(st->seen_root);
+        st->seen_root = strdup(op_opts(op)->mesh.root_ns);
+    }
     json_object_foreach((json_t *)op_authorization_policies(op), k, ap) {
         json_int_t gen = json_integer_value(json_object_get(json_object_get(ap, "metadata"),
                                                             "generation"));
-        json_t *status;
+        const char *ns = dp_kube_meta_str(ap, "namespace"), *name = dp_kube_meta_str(ap, "name");
+        json_t *status, *cmp;
+        char wkey[600];
 
-        if (!op_may_write(op, dp_kube_meta_str(ap, "namespace"), NULL))
+        if (!op_may_write(op, ns, NULL))
+            continue;
+        /* informers replace changed objects: the same object, already written, is done */
+        snprintf(wkey, sizeof(wkey), "AuthorizationPolicy/%s/%s", ns ? ns : "", name ? name : "");
+        if (json_object_get(st->seen, k) == ap && json_object_get(st->written, wkey) != NULL)
             continue;
         status = json_pack("{s:o}", "conditions",
                            op_authz_conditions(ap, op_opts(op)->mesh.root_ns, gen, now));
-        if (status != NULL)
-            write_status(st, &DP_KUBE_RES_AUTHORIZATIONPOLICIES, dp_kube_meta_str(ap, "namespace"),
-                         dp_kube_meta_str(ap, "name"), "security.istio.io/v1",
-                         "AuthorizationPolicy", status);
+        if (status == NULL)
+            continue;
+        cmp = comparable(status);
+        write_status(st, &DP_KUBE_RES_AUTHORIZATIONPOLICIES, ns, name, "security.istio.io/v1",
+                     "AuthorizationPolicy", status);
+        /* decided once this status is what we wrote (not while writes are throttled) */
+        if (cmp != NULL && json_equal(json_object_get(st->written, wkey), cmp) &&
+            st->seen_root != NULL)
+            json_object_set(st->seen, k, ap);
+        json_decref(cmp);
     }
     json_object_foreach((json_t *)op_meshes(op), k, mesh) {
         json_int_t gen = json_integer_value(json_object_get(json_object_get(mesh, "metadata"),
@@ -347,7 +368,10 @@ int op_status_new(struct op_ctx *op, struct op_status **ret_st)
 {
     struct op_status *st = calloc(1, sizeof(*st));
 
-    if (st == NULL || (st->written = json_object()) == NULL) {
+    if (st == NULL || (st->written = json_object()) == NULL ||
+        (st->seen = json_object()) == NULL) {
+        if (st != NULL)
+            json_decref(st->written);
         free(st);
         return -ENOMEM;
     }
@@ -364,12 +388,16 @@ void op_status_free(struct op_status *st)
         return;
     op_unsubscribe(&st->sub);
     json_decref(st->written);
+    json_decref(st->seen);
+    free(st->seen_root);
     free(st);
 }
 
 void op_status_set_active(struct op_status *st, bool active)
 {
     st->active = active;
-    if (active)
+    if (active) {
         json_object_clear(st->written); /* a new leader re-asserts everything */
+        json_object_clear(st->seen);
+    }
 }

@@ -96,6 +96,17 @@ if grep -q 'token_node' "$T_DIR/operator.log" || [ "$code" = 403 ]; then
 else
     echo "(the API server reports no node for bound tokens: node check not exercised)"
 fi
+# policy status follows an update (the operator skips unchanged policies on later pushes)
+cond_is() { [ "$(kc -n "$ns" get authorizationpolicy "$1" -o jsonpath='{.status.conditions[0].type}={.status.conditions[0].status}/{.status.conditions[0].reason}' 2>/dev/null)" = "$2" ]; }
+t_check "policy status ZtunnelAccepted=True" t_wait_for 20 cond_is allow-db ZtunnelAccepted=True/Accepted
+kc -n "$ns" patch authorizationpolicy allow-db --type=merge \
+    -p '{"spec":{"rules":[{"to":[{"operation":{"methods":["GET"]}}]}]}}' >>"$T_LOG" 2>&1
+t_check "updated to HTTP-only rules: ZtunnelAccepted=False UnsupportedValue" \
+    t_wait_for 20 cond_is allow-db ZtunnelAccepted=False/UnsupportedValue
+kc -n "$ns" patch authorizationpolicy allow-db --type=merge \
+    -p '{"spec":{"rules":[{"from":[{"source":{"namespaces":["x"]}}]}]}}' >>"$T_LOG" 2>&1
+t_check "and back to L4 rules: ZtunnelAccepted=True" \
+    t_wait_for 20 cond_is allow-db ZtunnelAccepted=True/Accepted
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 PIDS=()
 # resume across an operator restart: a version of the previous process is never replayed from
