@@ -389,8 +389,8 @@ static void ep_mod(struct agent *a, uint32_t ev)
 static void drop(struct agent *a, const char *why)
 {
     if (a->fd >= 0) {
-        fprintf(stderr, "opagents: %s: stream closed (%s), reconnecting with since=%llu\n",
-                a->node, why, (unsigned long long)a->version);
+        fprintf(stderr, "opagents: %s: stream closed (%s), reconnecting with since=%llu\n", a->node,
+                why, (unsigned long long)a->version);
         epoll_ctl(epfd, EPOLL_CTL_DEL, a->fd, NULL);
         if (a->ssl)
             SSL_free(a->ssl);
@@ -678,20 +678,26 @@ int main(int argc, char **argv)
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (agents == NULL || epfd < 0)
         return 1;
-    fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
-    epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev);
-
-    while (!ready_once())
-        usleep(10000);
-    printf("ready %llu\n", (unsigned long long)now_ns());
-    fflush(stdout);
     for (int k = 0; k < n_agents; k++) {
         agents[k].idx = k;
         agents[k].node = argv[i + k];
         agents[k].fd = -1;
+    }
+    fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+    epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev);
+
+    while (!ready_once()) {
+        struct epoll_event e;
+
+        /* wait 10 ms, but leave at once when told to quit */
+        if (epoll_wait(epfd, &e, 1, 10) == 1 && !on_stdin())
+            goto out;
+    }
+    printf("ready %llu\n", (unsigned long long)now_ns());
+    fflush(stdout);
+    for (int k = 0; k < n_agents; k++)
         if (start(&agents[k]) < 0)
             drop(&agents[k], "connect failed");
-    }
     for (;;) {
         struct epoll_event evs[128];
         int n = epoll_wait(epfd, evs, 128, 50);

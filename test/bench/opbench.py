@@ -593,13 +593,25 @@ def main():
                       "loadavg_at_start": open("/proc/loadavg").read().split()[:3]},
            "load": {"seconds": round(load_s, 1), "objects": counts}}
     failures = []
+
+    def wait_for(word, timeout):
+        """agents.expect in 1 s slices, giving up early if the operator exited"""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            got = agents.expect(word, 1)
+            if got is not None:
+                return got
+            if op.poll() is not None:
+                raise RuntimeError(f"the operator exited (status {op.returncode}), see operator.log")
+        return None
+
     try:
-        r = agents.expect("ready", 300)
+        r = wait_for("ready", 300)
         if r is None:
             raise RuntimeError("operator never became ready (see operator.log)")
         t_ready = int(r[1])
         mem_ready = proc_mem(op.pid)  # informer caches + first snapshot, before any stream
-        r = agents.expect("allsynced", 300)
+        r = wait_for("allsynced", 300)
         if r is None:
             raise RuntimeError("not every agent received the full snapshot (see agents.log)")
         t_first, t_all, snap_bytes, snap_events = int(r[1]), int(r[2]), int(r[3]), int(r[4])
@@ -621,6 +633,8 @@ def main():
         t_churn = time.monotonic()
         fanout = []
         for i, (kind, want, subs, write) in enumerate(make_changes(api, cl, n_changes, rnd)):
+            if op.poll() is not None:
+                raise RuntimeError(f"the operator exited (status {op.returncode}) during the changes")
             agents.send(f"mark {i} {want} " + "\t".join(subs))
             write()
             t_w = time.monotonic_ns()
