@@ -316,17 +316,20 @@ static int index_build(struct op_push *p)
     return 0;
 }
 
-static json_t *scope_of(struct op_push *p, const char *node)
+/* What decides a node's scope: the namespaces of its workloads and the policy keys they list
+ * (NEW sets in *ret_nss, *ret_keys). */
+static int node_summary(struct op_push *p, const char *node, json_t **ret_nss,
+                        json_t **ret_keys)
 {
-    const json_t *snap = p->snap;
-    const json_t *wls = json_object_get(snap, "workload");
-    json_t *out = json_object(), *nss = json_object(), *keys = json_object(), *v, *pol;
+    const json_t *wls = json_object_get(p->snap, "workload");
+    json_t *nss = json_object(), *keys = json_object(), *v;
     const char *k;
 
-    if (out == NULL || nss == NULL || keys == NULL)
-        goto fail;
-    if (!p->indexed && index_build(p) < 0)
-        goto fail;
+    if (nss == NULL || keys == NULL || (!p->indexed && index_build(p) < 0)) {
+        json_decref(nss);
+        json_decref(keys);
+        return -ENOMEM;
+    }
     json_object_foreach(json_object_get(p->by_node, node), k, v) {
         const json_t *wl = json_object_get(wls, k);
         const char *ns = json_string_value(json_object_get(wl, "namespace"));
@@ -339,18 +342,35 @@ static json_t *scope_of(struct op_push *p, const char *node)
                 json_object_set_new(keys, json_string_value(v), json_true());
         }
     }
-    json_object_foreach(json_object_get(snap, "policy"), k, pol) {
-        const char *scope = json_string_value(json_object_get(pol, "scope"));
-        const char *ns = json_string_value(json_object_get(pol, "namespace"));
-        bool in;
+    *ret_nss = nss;
+    *ret_keys = keys;
+    return 0;
+}
 
-        if (scope != NULL && strcmp(scope, "Global") == 0)
-            in = true;
-        else if (scope != NULL && strcmp(scope, "Namespace") == 0)
-            in = ns != NULL && json_object_get(nss, ns) != NULL;
-        else
-            in = json_object_get(keys, k) != NULL;
-        if (in && json_object_set_new(out, k, json_true()) < 0)
+/* Is policy pol (key k) in the scope of a node with these namespaces and listed keys? */
+static bool policy_in(const json_t *nss, const json_t *keys, const char *k, const json_t *pol)
+{
+    const char *scope = json_string_value(json_object_get(pol, "scope"));
+    const char *ns = json_string_value(json_object_get(pol, "namespace"));
+
+    if (pol == NULL)
+        return false;
+    if (scope != NULL && strcmp(scope, "Global") == 0)
+        return true;
+    if (scope != NULL && strcmp(scope, "Namespace") == 0)
+        return ns != NULL && json_object_get(nss, ns) != NULL;
+    return json_object_get(keys, k) != NULL;
+}
+
+static json_t *scope_of(struct op_push *p, const char *node)
+{
+    json_t *out = json_object(), *nss = NULL, *keys = NULL, *pol;
+    const char *k;
+
+    if (out == NULL || node_summary(p, node, &nss, &keys) < 0)
+        goto fail;
+    json_object_foreach(json_object_get(p->snap, "policy"), k, pol) {
+        if (policy_in(nss, keys, k, pol) && json_object_set_new(out, k, json_true()) < 0)
             goto fail;
     }
     json_decref(nss);
@@ -644,6 +664,7 @@ struct batch {
     json_t *pol_del;    /* deleted policy keys */
     json_t *affected;   /* nodes whose workloads changed */
     json_t *scopes;     /* node -> scope, computed once per batch */
+    json_t *summaries;  /* node -> [namespaces, listed keys], computed once per batch */
     bool pol_changed;
     uint64_t last;
 };
@@ -657,6 +678,7 @@ static void batch_done(struct batch *bt)
     json_decref(bt->pol_del);
     json_decref(bt->affected);
     json_decref(bt->scopes);
+    json_decref(bt->summaries);
 }
 
 static int batch_build(struct op_push *p, const json_t *events, struct batch *bt)
@@ -671,8 +693,9 @@ static int batch_build(struct op_push *p, const json_t *events, struct batch *bt
     bt->pol_del = json_object();
     bt->affected = json_object();
     bt->scopes = json_object();
+    bt->summaries = json_object();
     if (bt->pol_at == NULL || bt->pol_del == NULL || bt->affected == NULL ||
-        bt->scopes == NULL || (r = buf_new(&u1)) < 0 || (r = buf_new(&tail)) < 0 ||
+        bt->scopes == NULL || bt->summaries == NULL || (r = buf_new(&u1)) < 0 || (r = buf_new(&tail)) < 0 ||
         (r = buf_new(&bt->pol)) < 0) {
         r = -ENOMEM;
         goto fail;
@@ -760,7 +783,42 @@ static int batch_queue(struct op_push_stream *ps, struct batch *bt)
 
     if ((r = buf_new(&end)) < 0)
         return r;
-    if (bt->pol_changed || json_object_get(bt->affected, ps->node) != NULL) {
+    if (bt->pol_changed && json_object_get(bt->affected, ps->node) == NULL) {
+        /* the node's workloads did not change: only the changed policies can enter or leave
+         * its scope */
+        json_t *summ = json_object_get(bt->summaries, ps->node);
+
+        if (summ == NULL) {
+            json_t *nss = NULL, *keys = NULL;
+
+            if (node_summary(p, ps->node, &nss, &keys) < 0)
+                goto nomem;
+            summ = json_pack("[o,o]", nss, keys);
+            if (summ == NULL || json_object_set_new(bt->summaries, ps->node, summ) < 0)
+                goto nomem;
+        }
+        if ((r = buf_new(&mid)) < 0)
+            goto fail;
+        json_object_foreach(bt->pol_at, k, v) {
+            const json_t *pol = json_object_get(json_object_get(p->snap, "policy"), k);
+
+            if (policy_in(json_array_get(summ, 0), json_array_get(summ, 1), k, pol)) {
+                if ((r = dp_buf_append(&mid,
+                                       (const char *)dp_buf_head(bt->pol) +
+                                               json_integer_value(json_array_get(v, 0)),
+                                       (size_t)json_integer_value(json_array_get(v, 1)))) < 0 ||
+                    json_object_set_new(ps->sent, k, json_true()) < 0)
+                    goto fail;
+            } else if (json_object_get(ps->sent, k) != NULL) {
+                if ((r = line_delete(&end, bt->last, K_POLICY, k)) < 0)
+                    goto fail;
+                json_object_del(ps->sent, k);
+            }
+        }
+        json_object_foreach(bt->pol_del, k, v) {
+            json_object_del(ps->sent, k);
+        }
+    } else if (bt->pol_changed || json_object_get(bt->affected, ps->node) != NULL) {
         scope = json_incref(json_object_get(bt->scopes, ps->node));
         if (scope == NULL) {
             scope = scope_of(p, ps->node);

@@ -316,6 +316,22 @@ static void test_scope_follows_pods(void **state)
     drain(&a);
     assert_true(has_policy(&a, "other/deny-blocked"));
 
+    /* the mesh-wide policy becomes a selector policy for db pods (only on node-b now): it
+     * leaves A's scope, no workload moved */
+    set(w.aps, selector_ap("istio-system", "global-deny", "db", "cluster.local/ns/x/sa/y"));
+    rebuild(&w);
+    drain(&a);
+    drain(&b);
+    assert_false(has_policy(&a, "istio-system/global-deny"));
+    assert_int_equal(count(&a, "policy", "delete"), 1);
+    assert_true(has_policy(&b, "istio-system/global-deny"));
+    assert_int_equal(count(&b, "policy", "upsert"), 1);
+    /* and back: A gets it again */
+    set(w.aps, ns_ap("istio-system", "global-deny"));
+    rebuild(&w);
+    drain(&a);
+    assert_true(has_policy(&a, "istio-system/global-deny"));
+
     /* deleting a policy reaches everyone */
     json_object_del(w.aps, "istio-system/global-deny");
     rebuild(&w);
