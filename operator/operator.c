@@ -2,6 +2,7 @@
  * operator.c — informers, debounced snapshot + event log, CA root publication. See operator.h.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -159,6 +160,7 @@ static void rebuild(struct op_ctx *op)
     int r;
 
     json_t *touched = NULL;
+    bool full;
 
     /* the first snapshot is a full build; later ones recompute what the changes affect */
     if (!op->ready)
@@ -171,6 +173,7 @@ static void rebuild(struct op_ctx *op)
     for (i = 0; i < diags.n; i++)
         dp_warn(SCOPE, "skipped object", DP_LS("reason", diags.items[i]));
     r = op_snapshot_diff_keys(op->snap, snap, touched, op->version + 1, &events);
+    full = touched == NULL;
     json_decref(touched);
     if (r < 0) {
         json_decref(snap);
@@ -213,6 +216,10 @@ static void rebuild(struct op_ctx *op)
         s->cb(op, events, s->arg);
     }
     json_decref(events);
+    /* a full build (start, relist, mesh config) leaves a whole snapshot of garbage (and at
+     * start the LIST pages): give the freed pages back rather than keep the peak */
+    if (full)
+        malloc_trim(0);
 }
 
 static bool required_synced(const struct op_ctx *op)
@@ -942,6 +949,8 @@ int op_new(struct dp_loop *loop, const struct op_options *opts, struct op_ctx **
             dp_kube_informer_set_prune(op->inf[i], op_prune_pod);
         if (i == INF_NODES)
             dp_kube_informer_set_prune(op->inf[i], op_prune_node);
+        if (i == INF_SLICES)
+            dp_kube_informer_set_prune(op->inf[i], op_prune_endpointslice);
     }
     *ret_op = op;
     return 0;

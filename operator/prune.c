@@ -71,3 +71,17 @@ void op_prune_node(json_t *node)
     keep_only(status, status_keep);
     keep_in_array(json_object_get(status, "conditions"), COND_KEEP);
 }
+
+void op_prune_endpointslice(json_t *slice)
+{
+    static const char *const ep_keep[] = {"addresses", "conditions", "targetRef", NULL};
+    static const char *const ref_keep[] = {"kind", "name", "namespace", NULL};
+    json_t *ep;
+    size_t i;
+
+    prune_metadata(slice);
+    json_array_foreach(json_object_get(slice, "endpoints"), i, ep) {
+        keep_only(ep, ep_keep);
+        keep_only(json_object_get(ep, "targetRef"), ref_keep);
+    }
+}

@@ -11,6 +11,8 @@
  *         serviceAccount, hostNetwork, containers[].{name, ports}; status.phase, podIP,
  *         podIPs, hostIP, hostIPs, conditions[].{type, status, reason}
  *   Node: metadata (idem); spec; status.conditions[].{type, status, reason}, addresses
+ *   EndpointSlice: all but endpoints[] other than addresses, conditions, targetRef.{kind,
+ *         name, namespace} (nodeName, zone, hints, targetRef.uid go)
  * A new reader of another field must add it here (test_prune.c checks the snapshot does not
  * change).
  */
@@ -21,5 +23,6 @@
 
 void op_prune_pod(json_t *pod);
 void op_prune_node(json_t *node);
+void op_prune_endpointslice(json_t *slice);
 
 #endif

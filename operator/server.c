@@ -23,7 +23,7 @@
 #define SCOPE            "operator"
 #define MAX_CSR          (64u << 10)
 #define MAX_TTL_S        (90 * 86400)
-#define PUMP_WINDOW      (256u << 10) /* bytes a stream keeps in its connection's buffer */
+#define PUMP_WINDOW      (64u << 10) /* bytes a stream keeps in its connection's buffer */
 #define PUMP_MS          2            /* retry period while a stream's connection drains */
 
 struct stream;

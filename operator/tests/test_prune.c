@@ -1,5 +1,5 @@
 /*
- * Pruned pods and nodes (operator/prune.h) build the same snapshot as the objects the API
+ * Pruned pods, nodes and EndpointSlices (operator/prune.h) build the same snapshot as the objects the API
  * server sent — over every table case of operator/tests/snapshot/ with the fields nothing reads
  * added to each pod and node — and the fields the other readers use survive.
  */
@@ -51,6 +51,15 @@ static void bloat(json_t *o, const char *kind)
         json_array_foreach(json_object_get(status, "conditions"), i, c) {
             json_object_set_new(c, "lastTransitionTime", json_string("2026-01-01T00:00:00Z"));
         }
+    } else if (strcmp(kind, "EndpointSlice") == 0) {
+        json_t *ep;
+        size_t i;
+
+        json_array_foreach(json_object_get(o, "endpoints"), i, ep) {
+            json_object_set_new(ep, "nodeName", json_string("n1"));
+            json_object_set_new(ep, "zone", json_string("z1"));
+            json_object_set_new(json_object_get(ep, "targetRef"), "uid", json_string("u"));
+        }
     } else {
         json_t *status = json_object_get(o, "status");
 
@@ -77,12 +86,15 @@ static json_t *bucket(json_t *docs, const char *kind, bool prune)
         snprintf(key, sizeof(key), "%s%s%s", ns ? ns : "", ns ? "/" : "",
                  json_string_value(json_object_get(md, "name")));
         o = json_deep_copy(d);
-        if (strcmp(kind, "Pod") == 0 || strcmp(kind, "Node") == 0) {
+        if (strcmp(kind, "Pod") == 0 || strcmp(kind, "Node") == 0 ||
+            strcmp(kind, "EndpointSlice") == 0) {
             bloat(o, kind);
             if (prune && strcmp(kind, "Pod") == 0)
                 op_prune_pod(o);
             if (prune && strcmp(kind, "Node") == 0)
                 op_prune_node(o);
+            if (prune && strcmp(kind, "EndpointSlice") == 0)
+                op_prune_endpointslice(o);
         }
         json_object_set_new(out, key, o);
     }
