@@ -176,6 +176,8 @@ static int cmd_add(const struct cni_env *env, struct cni_conf *c, FILE *out, str
     bool ambient = false;
     if (k8s && cni_conf_ns_excluded(c, env->pod_namespace)) {
         reason = "namespace excluded";
+    } else if (k8s && cni_installer_pod(c, env->pod_namespace, env->pod_name)) {
+        reason = "the installer's own pod (decided without the API server)";
     } else if (k8s) {
         t = dp_now_us();
         r = cni_kube_lookup(c, env->pod_namespace, env->pod_name, &pod, &nso, err, sizeof(err));

@@ -67,6 +67,13 @@ bool cni_enrol_decide(const struct cni_conf *conf, const json_t *pod, const json
     return dp_ambient_selected(pod, ns, &pol, ret_reason);
 }
 
+bool cni_installer_pod(const struct cni_conf *conf, const char *ns, const char *name)
+{
+    size_t n = strlen(CNI_INSTALLER_POD_PREFIX);
+    return ns && name && conf->mesh_namespace[0] && strcmp(ns, conf->mesh_namespace) == 0 &&
+           strncmp(name, CNI_INSTALLER_POD_PREFIX, n) == 0 && name[n] != '\0';
+}
+
 void cni_pod_redirect_opts(const struct cni_conf *conf, const json_t *pod,
                            struct dp_nft_pod_opts *ret)
 {

@@ -34,6 +34,18 @@ int cni_kube_lookup(const struct cni_conf *conf, const char *ns, const char *nam
 bool cni_enrol_decide(const struct cni_conf *conf, const json_t *pod, const json_t *ns,
                       const char **ret_reason);
 
+/* pods of the cni DaemonSet (charts/cni: ambit-cni-node in the release namespace) */
+#define CNI_INSTALLER_POD_PREFIX "ambit-cni-node-"
+
+/**
+ * Is <ns>/<name> a pod of the plugin's own installer DaemonSet (name prefix
+ * CNI_INSTALLER_POD_PREFIX in conf->mesh_namespace)? Such a pod is never captured and the
+ * plugin must decide so WITHOUT the API server: during a rolling update the kubeconfig on the
+ * node still carries the previous installer pod's token, which the API server rejects as soon
+ * as that pod is deleted, and only the new installer pod can write a fresh one. Pure.
+ */
+bool cni_installer_pod(const struct cni_conf *conf, const char *ns, const char *name);
+
 #define CNI_ANNOTATION_DNS_CAPTURE    "ambient.istio.io/dns-capture"
 #define CNI_ANNOTATION_BYPASS_INBOUND "ambient.istio.io/bypass-inbound-capture"
 

@@ -274,6 +274,10 @@ static int install_main(int argc, char **argv)
     in.o.plugin = cni_install_plugin_entry(sock, run, kc, ex && *ex ? ex : NULL, dns);
     if (in.o.plugin == NULL)
         return 1;
+    /* the plugin recognises the installer's own pods by namespace without the API server */
+    const char *pns = getenv("POD_NAMESPACE");
+    if (pns && *pns && strlen(pns) <= 253)
+        json_object_set_new(in.o.plugin, "mesh_namespace", json_string(pns));
     const char *v6 = getenv("AMBIENT_IPV6");
     if (v6 && (strcmp(v6, "false") == 0 || strcmp(v6, "0") == 0))
         json_object_set_new(in.o.plugin, "ipv6", json_false());

@@ -149,12 +149,29 @@ static void test_redirect_opts(void **state)
     cni_conf_done(&c);
 }
 
+static void test_installer_pod(void **state)
+{
+    (void)state;
+    struct cni_conf c = conf();
+    assert_string_equal(c.mesh_namespace, "istio-system");
+    assert_true(cni_installer_pod(&c, "istio-system", "ambit-cni-node-x7k2p"));
+    assert_false(cni_installer_pod(&c, "istio-system", "ambit-cni-node-"));
+    assert_false(cni_installer_pod(&c, "istio-system", "ambit-cni-nodes"));
+    assert_false(cni_installer_pod(&c, "istio-system", "ambit-operator-5d9c7-abcde"));
+    assert_false(cni_installer_pod(&c, "app", "ambit-cni-node-x7k2p"));
+    assert_false(cni_installer_pod(&c, NULL, "ambit-cni-node-x7k2p"));
+    snprintf(c.mesh_namespace, sizeof(c.mesh_namespace), "mesh");
+    assert_true(cni_installer_pod(&c, "mesh", "ambit-cni-node-x7k2p"));
+    assert_false(cni_installer_pod(&c, "istio-system", "ambit-cni-node-x7k2p"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_decision_table),
             cmocka_unit_test(test_custom_exclusions),
             cmocka_unit_test(test_redirect_opts),
+            cmocka_unit_test(test_installer_pod),
     };
     return cmocka_run_group_tests_name("cni_kube", tests, NULL, NULL);
 }

@@ -117,12 +117,14 @@ t_eq "the runtime ignores the kubeconfig file (still one primary)" "bridge ambit
 # host's, the file is written where the installer sees it; settings come from the ConfigMap env
 t_check "install as the chart runs it (env settings, host path mapping)" env AMBIT_SA_DIR="$SA" \
     KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 EXCLUDE_NAMESPACES=kube-system,amb-x \
-    AMBIENT_DNS_CAPTURE=true AMBIENT_IPV6=false LOG_LEVEL=debug \
+    AMBIENT_DNS_CAPTURE=true AMBIENT_IPV6=false LOG_LEVEL=debug POD_NAMESPACE=amb-mesh-sys \
     "$CNI_BIN" install --bin-dir="$BIN" --conf-dir="$CONF" --host-conf-dir=/etc/cni/net.d --run-dir="$CNI_RUN"
 t_eq "conflist: host path of the kubeconfig" "/etc/cni/net.d/ambit-cni-kubeconfig" \
     "$(jq -r '.plugins[-1].kubeconfig' "$LIST")"
 t_eq "conflist: settings from the environment" "kube-system,amb-x true false debug" \
     "$(jq -r '.plugins[-1] | "\(.exclude_namespaces | join(",")) \(.dns_capture) \(.ipv6) \(.log_level)"' "$LIST")"
+t_eq "conflist: the release namespace (the plugin knows its installer's pods by it)" amb-mesh-sys \
+    "$(jq -r '.plugins[-1].mesh_namespace' "$LIST")"
 t_check "kubeconfig written in the mounted dir" test -s "$KC"
 out=$(env -u KUBERNETES_SERVICE_HOST "$CNI_BIN" install --bin-dir "$BIN" --conf-dir "$CONF" \
     --kubeconfig "$CNI_DIR/kc-2" --write-kubeconfig 2>&1)

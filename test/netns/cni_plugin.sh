@@ -208,6 +208,29 @@ rc=$?
 t_eq "unknown pod (404): ADD fails with code 11 and names the pod" "1 11 yes" \
     "$rc $(err_code "$CNI_OUT") $(jq -r .msg <<<"$CNI_OUT" | grep -q 'amb-mesh/ghost' && echo yes)"
 
+# The installer's own pod during a rolling update: the kubeconfig on the node still holds the old
+# installer pod's token, which the API server rejects once that pod is deleted. The new installer
+# pod must start anyway (it writes the fresh kubeconfig); every other pod still fails closed.
+sed 's/amb-cni-test-token/amb-cni-old-installer-token/' "$CNI_DIR/kubeconfig" >"$CNI_DIR/kubeconfig-revoked"
+echo amb-cni-old-installer-token >"$CNI_FIX/revoked-tokens"
+P10=$(cni_new_netns inst)
+rev="\"name\":\"n\",\"type\":\"ambit-cni\",\"run_dir\":\"$CNI_RUN\",\"agent_socket\":\"$CNI_SOCK\",\"kubeconfig\":\"$CNI_DIR/kubeconfig-revoked\",\"mesh_namespace\":\"amb-mesh\""
+prev10='"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.9.9.10/24","interface":0}]}'
+cni_direct ADD amb-cni-c10 "/var/run/netns/$P10" "{\"cniVersion\":\"1.0.0\",$rev,$prev10}" \
+    "K8S_POD_NAMESPACE=amb-mesh;K8S_POD_NAME=ambit-cni-node-x7k2p"
+t_eq "revoked token: the installer's own pod is added (prevResult back, no API lookup)" "0 10.9.9.10/24" \
+    "$? $(jq -r '.ips[0].address' <<<"$CNI_OUT" 2>/dev/null)"
+t_expect_fail "revoked token: no rules in the installer pod" has_table "$P10"
+cni_direct ADD amb-cni-c11 "/var/run/netns/$P10" "{\"cniVersion\":\"1.0.0\",$rev,$prev10}" \
+    "K8S_POD_NAMESPACE=amb-mesh;K8S_POD_NAME=web"
+t_eq "revoked token: any other pod fails closed with code 11 (401)" "1 11 yes" \
+    "$? $(err_code "$CNI_OUT") $(jq -r .msg <<<"$CNI_OUT" | grep -q 401 && echo yes)"
+cni_direct ADD amb-cni-c12 "/var/run/netns/$P10" "{\"cniVersion\":\"1.0.0\",$rev,$prev10}" \
+    "K8S_POD_NAMESPACE=amb-plain;K8S_POD_NAME=ambit-cni-node-x7k2p"
+t_eq "revoked token: the installer's pod name outside the mesh namespace is looked up (fails)" "1 11" \
+    "$? $(err_code "$CNI_OUT")"
+rm -f "$CNI_FIX/revoked-tokens"
+
 # ---------------------------------------------------------------- bad input
 NSP="/var/run/netns/$P2"
 base="\"name\":\"n\",\"type\":\"ambit-cni\",\"run_dir\":\"$CNI_RUN\",\"agent_socket\":\"$CNI_SOCK\",\"kubeconfig\":\"$CNI_DIR/kubeconfig\""

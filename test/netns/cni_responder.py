@@ -7,6 +7,8 @@ The component under test is the CNI plugin. Its two peers are played here:
                       written to DIR/api.port) serving the pod and
                       namespace objects in DIR (pod-<ns>-<name>.json, ns-<ns>.json); 404 Status
                       otherwise. If DIR/delay exists, each answer waits that many seconds.
+                      A bearer token listed in DIR/revoked-tokens (one a line) gets 401, as the
+                      API server answers a token bound to a pod that was deleted.
   agent DIR SOCK      a stand-in node agent on the unix socket SOCK speaking PROTOCOLS.md §3:
                       POST /v1/pods -> 200 {"adopted": true}, or 503 when DIR/agent-mode says
                       "refuse"; DELETE /v1/pods/<uid> -> 200. Every request is appended to
@@ -38,6 +40,21 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             time.sleep(delay)
         except (OSError, ValueError):
             pass
+        auth = self.headers.get("Authorization", "")
+        try:
+            revoked = open(os.path.join(d, "revoked-tokens")).read().split()
+        except OSError:
+            revoked = []
+        if auth.startswith("Bearer ") and auth[7:] in revoked:
+            body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "Unauthorized", "code": 401,
+                               "message": "Unauthorized"}).encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         parts = self.path.split("?")[0].strip("/").split("/")
         f = None
         if len(parts) == 4 and parts[:3] == ["api", "v1", "namespaces"]:
