@@ -6,7 +6,9 @@
  *                            [--kubeconfig K] [--exclude-namespaces a,b] [--dns-capture]
  *                            [--host-conf-dir H] [--write-kubeconfig|--no-write-kubeconfig]
  *                            [--watch [--uninstall-on-exit]]
- *                 ambit-cni uninstall --bin-dir D --conf-dir C
+ *                 ambit-cni uninstall --bin-dir D --conf-dir C   (binary, conflist entry and the
+ *                            kubeconfig beside it; also the manual cleanup of a node left with the
+ *                            plugin, e.g. when the last installer pod was killed hard)
  *
  * --watch is the cni DaemonSet's main process: it stays up, puts the plugin back whenever the
  * primary CNI rewrites its config (inotify on the conf dir, plus a periodic re-check that also
@@ -33,6 +35,7 @@
 #include "cni_config.h"
 #include "cni_install.h"
 #include "cni_result.h"
+#include "common.h"
 #include "kube_release.h"
 #include "log.h"
 
@@ -91,6 +94,7 @@ static int usage(FILE *f)
 }
 
 #define WATCH_RECHECK_MS 60000
+#define WATCH_DECIDE_MS  15000
 #define KUBECONFIG_NAME  "ambit-cni-kubeconfig"
 
 struct inst {
@@ -138,6 +142,29 @@ static int install_once(const struct inst *in)
     return r;
 }
 
+/*
+ * At SIGTERM: is the release being removed? An answer the API server could not give (slow or
+ * briefly unreachable on a loaded node) is asked again until WATCH_DECIDE_MS: giving up at
+ * once would leave the plugin, with a kubeconfig nobody refreshes, in the conflist of a node
+ * whose release is gone. The chart's terminationGracePeriodSeconds leaves room for that.
+ */
+static bool release_removed(const char **ret_why)
+{
+    uint64_t deadline = dp_now_ms() + WATCH_DECIDE_MS;
+    int tries = 0, r;
+    for (;;) {
+        r = dp_kube_daemonset_removed(getenv("AMBIT_SA_DIR"), 3000, ret_why);
+        tries++;
+        if (r >= 0 || getenv("POD_NAME") == NULL || dp_now_ms() + 500 >= deadline)
+            break;
+        usleep(500 * 1000);
+    }
+    if (r < 0)
+        dp_warn("cni-install", "cannot tell an update from an uninstall", DP_LS("reason", *ret_why),
+                DP_LU("tries", (unsigned)tries), DP_LERR(r));
+    return r == 1;
+}
+
 /* Stay up and keep the plugin chained. Returns the exit status. */
 static int watch(const struct inst *in, bool uninstall_on_exit)
 {
@@ -176,7 +203,7 @@ static int watch(const struct inst *in, bool uninstall_on_exit)
     }
     set_ready(in, false);
     const char *why = "--uninstall-on-exit";
-    if (uninstall_on_exit || dp_kube_daemonset_removed(getenv("AMBIT_SA_DIR"), 3000, &why) == 1) {
+    if (uninstall_on_exit || release_removed(&why)) {
         char err[512] = "";
         int r = cni_uninstall(&in->o, err, sizeof(err));
         if (r < 0) {
@@ -289,10 +316,16 @@ static int install_main(int argc, char **argv)
         json_decref(in.o.plugin);
         return r;
     }
-    if (install)
+    if (install) {
         r = install_once(&in);
-    else
+    } else {
         r = cni_uninstall(&in.o, err, sizeof(err));
+        /* the kubeconfig holds a token: it goes with the plugin (also when cleaning up by hand) */
+        if (r == 0 && unlink(kcw) < 0 && errno != ENOENT) {
+            r = -errno;
+            snprintf(err, sizeof(err), "remove %.400s: %s", kcw, strerror(errno));
+        }
+    }
     json_decref(in.o.plugin);
     if (r < 0) {
         if (!install)

@@ -131,4 +131,42 @@ out=$(env -u KUBERNETES_SERVICE_HOST "$CNI_BIN" install --bin-dir "$BIN" --conf-
 t_eq "--write-kubeconfig outside a pod fails" 1 $?
 t_match "... naming what is missing" 'KUBERNETES_SERVICE_HOST' "$out"
 t_expect_fail "install without --conf-dir is a usage error" "$CNI_BIN" install --bin-dir "$BIN"
+t_check "uninstall" inst uninstall
+t_expect_fail "uninstall removes the kubeconfig (a token) too" test -e "$KC"
+
+# helm uninstall while the API server is slow: the installer asks again within its grace period
+# instead of leaving the plugin (and a token nobody refreshes) in the node's chain
+TA="$CNI_DIR/tlsapi"
+SA2="$CNI_DIR/sa2"
+mkdir -p "$TA" "$SA2"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=amb-cni-api \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$TA/key.pem" -out "$TA/cert.pem" >/dev/null 2>&1
+cp "$TA/cert.pem" "$SA2/ca.crt"
+echo amb-cni-sa2-token >"$SA2/token"
+# the installer pod exists, its DaemonSet does not (404): the release is being removed
+echo '{"kind":"Pod","metadata":{"name":"ambit-cni-node-t1","namespace":"amb-sys","ownerReferences":[{"kind":"DaemonSet","name":"ambit-cni-node"}]}}' \
+    >"$TA/pod-amb-sys-ambit-cni-node-t1.json"
+python3 "$CNI_RESPONDER" api "$TA" 0 "$TA/cert.pem" "$TA/key.pem" &
+CNI_PIDS+=($!)
+t_check "HTTPS API server responder up" t_wait_for 5 test -s "$TA/api.port"
+: >"$CNI_DIR/install.log"
+(
+    export AMBIT_SA_DIR="$SA2" KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$(cat "$TA/api.port")" \
+        POD_NAME=ambit-cni-node-t1 POD_NAMESPACE=amb-sys
+    inst_watch
+) &
+WPID=$!
+CNI_PIDS+=($WPID)
+installed() { last_is_ours && test -s "$CONF/ambit-cni-kubeconfig"; }
+t_check "watch in a pod: installed with its kubeconfig" t_wait_for 5 installed
+echo 4 >"$TA/delay" # the first answer comes after the client's 3 s timeout
+kill -TERM $WPID
+sleep 1
+rm -f "$TA/delay"
+wait $WPID
+t_eq "SIGTERM, API slow at first: exits 0" 0 $?
+t_eq "SIGTERM, API slow at first: entry removed once the API answered" "bridge" "$(types "$LIST")"
+t_expect_fail "... plugin binary removed" test -e "$BIN/ambit-cni"
+t_expect_fail "... kubeconfig removed" test -e "$CONF/ambit-cni-kubeconfig"
+t_match "... the log says why" 'uninstalled on exit.*DaemonSet deleted' "$(cat "$CNI_DIR/install.log")"
 t_end

@@ -3,12 +3,14 @@
 
 The component under test is the CNI plugin. Its two peers are played here:
 
-  api DIR PORT        a stand-in Kubernetes API server on 127.0.0.1:PORT (0: any; the port is
+  api DIR PORT [CERT KEY]
+                      a stand-in Kubernetes API server on 127.0.0.1:PORT (0: any; the port is
                       written to DIR/api.port) serving the pod and
                       namespace objects in DIR (pod-<ns>-<name>.json, ns-<ns>.json); 404 Status
                       otherwise. If DIR/delay exists, each answer waits that many seconds.
                       A bearer token listed in DIR/revoked-tokens (one a line) gets 401, as the
-                      API server answers a token bound to a pod that was deleted.
+                      API server answers a token bound to a pod that was deleted. With CERT and
+                      KEY it speaks HTTPS (as the in-cluster config requires).
   agent DIR SOCK      a stand-in node agent on the unix socket SOCK speaking PROTOCOLS.md §3:
                       POST /v1/pods -> 200 {"adopted": true}, or 503 when DIR/agent-mode says
                       "refuse"; DELETE /v1/pods/<uid> -> 200. Every request is appended to
@@ -150,6 +152,11 @@ def main():
     if mode == "api":
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3])), ApiHandler)
         srv.dir = sys.argv[2]
+        if len(sys.argv) > 5:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         with open(os.path.join(srv.dir, "api.port.tmp"), "w") as f:
             f.write(str(srv.server_address[1]))
         os.rename(os.path.join(srv.dir, "api.port.tmp"), os.path.join(srv.dir, "api.port"))
