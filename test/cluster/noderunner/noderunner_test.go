@@ -2,8 +2,13 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
 )
 
 func TestGlobMatch(t *testing.T) {
@@ -129,5 +134,47 @@ func TestSeekTail(t *testing.T) {
 	n, _ := f.Read(b)
 	if string(b[:n]) != "b\nc\n" {
 		t.Fatalf("tail 2 = %q", b[:n])
+	}
+}
+
+func TestStopGrace(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	cases := []struct {
+		del, spec *int64
+		want      time.Duration
+	}{
+		{nil, nil, 30 * time.Second},
+		{nil, i64(5), 5 * time.Second},
+		{i64(20), i64(5), 20 * time.Second},
+		{i64(0), i64(5), minStopGrace}, // force delete: still SIGTERM and 2 s, as the kubelet
+		{nil, i64(0), minStopGrace},
+	}
+	for _, c := range cases {
+		p := &v1.Pod{}
+		p.DeletionGracePeriodSeconds = c.del
+		p.Spec.TerminationGracePeriodSeconds = c.spec
+		if got := stopGrace(p); got != c.want {
+			t.Errorf("stopGrace(del %v, spec %v) = %v, want %v", c.del, c.spec, got, c.want)
+		}
+	}
+}
+
+// A container that cleans up on SIGTERM gets to finish it when its pod is force-deleted.
+func TestForceDeleteStillSendsTerm(t *testing.T) {
+	done := filepath.Join(t.TempDir(), "cleaned-up")
+	cmd := exec.Command("sh", "-c", `trap 'sleep 0.5; touch "$0"; exit 0' TERM; while :; do sleep 0.1; done`, done)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait() }()
+	time.Sleep(200 * time.Millisecond) // let the shell set its trap
+	zero := int64(0)
+	p := &v1.Pod{}
+	p.DeletionGracePeriodSeconds = &zero
+	w := &podWorker{r: &runner{}, pod: p, ctrs: []*ctrState{{running: true, pid: cmd.Process.Pid}}}
+	w.killAll(stopGrace(p))
+	if _, err := os.Stat(done); err != nil {
+		t.Errorf("container was killed before its SIGTERM handler finished: %v", err)
 	}
 }

@@ -142,14 +142,7 @@ func (w *podWorker) run() {
 		gone := w.gonePod
 		w.mu.Unlock()
 		if gone || pod.DeletionTimestamp != nil {
-			grace := int64(30)
-			if pod.DeletionGracePeriodSeconds != nil {
-				grace = *pod.DeletionGracePeriodSeconds
-			}
-			if gone {
-				grace = 0
-			}
-			w.teardown(time.Duration(grace) * time.Second)
+			w.teardown(stopGrace(pod))
 			if !gone {
 				w.r.finalDelete(pod)
 			}
@@ -319,6 +312,26 @@ func (w *podWorker) writeEtcFiles(pod *v1.Pod, ip string) error {
 		fmt.Fprintf(&rc, "options %s\n", strings.Join(opts, " "))
 	}
 	return os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(rc.String()), 0o644)
+}
+
+// minStopGrace is the kubelet's minimum grace period (minimumGracePeriodInSeconds): even a
+// pod force-deleted from the API (grace 0, or gone before we saw its deletion) gets SIGTERM
+// and 2 s before SIGKILL, so its containers can clean up after themselves.
+const minStopGrace = 2 * time.Second
+
+// stopGrace is how long a deleted pod's containers get between SIGTERM and SIGKILL: the
+// deletion's grace period, else the spec's, else 30 s, never under minStopGrace.
+func stopGrace(pod *v1.Pod) time.Duration {
+	grace := int64(30)
+	if pod.DeletionGracePeriodSeconds != nil {
+		grace = *pod.DeletionGracePeriodSeconds
+	} else if pod.Spec.TerminationGracePeriodSeconds != nil {
+		grace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	if d := time.Duration(grace) * time.Second; d > minStopGrace {
+		return d
+	}
+	return minStopGrace
 }
 
 // teardown stops every container (SIGTERM, then SIGKILL after grace) and removes the sandbox.
