@@ -152,7 +152,10 @@ static void usage(FILE *f)
                "  --root-namespace NS   mesh root namespace until ConfigMap istio says (default: --namespace)\n"
                "  --no-root-configmaps  do not publish istio-ca-root-cert ConfigMaps\n"
                "  --events-out PATH     append every pushed event as one JSON line (debugging, tests)\n"
-               "  --debounce-ms N       snapshot debounce (default 100)\n"
+               "  --debounce-ms N       snapshot debounce for bursts of changes (default 100)\n"
+               "  --debounce-settle-ms N  an isolated change (after --debounce-ms of quiet) is\n"
+               "                        pushed this soon (default 10; >= --debounce-ms: always wait)\n"
+               "  --debounce-max-ms N   a burst is pushed at most this long after its first change (default 1000)\n"
                "  --listen ADDR         node agent endpoint (default 0.0.0.0:15012)\n"
                "  --plaintext           serve --listen without TLS (tests, debugging)\n"
                "  --metrics-listen ADDR metrics + /healthz/ready (default 0.0.0.0:15014)\n"
@@ -209,6 +212,8 @@ int main(int argc, char **argv)
             {"no-root-configmaps", no_argument, NULL, 'R'},
             {"events-out", required_argument, NULL, 'e'},
             {"debounce-ms", required_argument, NULL, 'd'},
+            {"debounce-settle-ms", required_argument, NULL, 'S'},
+            {"debounce-max-ms", required_argument, NULL, 'X'},
             {"listen", required_argument, NULL, 'l'},
             {"plaintext", no_argument, NULL, 'P'},
             {"metrics-listen", required_argument, NULL, 'm'},
@@ -276,6 +281,12 @@ int main(int argc, char **argv)
             break;
         case 'd':
             opts.debounce_ms = strtoull(optarg, NULL, 10);
+            break;
+        case 'S':
+            opts.debounce_settle_ms = strtoull(optarg, NULL, 10);
+            break;
+        case 'X':
+            opts.debounce_max_ms = strtoull(optarg, NULL, 10);
             break;
         case 'l':
             scfg.listen = optarg;

@@ -91,6 +91,8 @@ struct op_ctx {
     bool ready;
     struct dp_timer debounce;
     uint64_t dirty_since_ms; /* 0 = clean */
+    uint64_t last_rebuild_ms; /* when the last debounced rebuild ran (0 = never) */
+    bool dirty_quiet;        /* this dirty period began after a quiet spell: settle, not wait */
     struct dp_list subs;
     struct dp_list config_subs; /* notified of analysis-only changes */
 
@@ -128,6 +130,7 @@ void op_options_defaults(struct op_options *o)
     op_mesh_config_defaults(&o->mesh);
     o->trusted_accounts = trusted;
     o->debounce_ms = 100;
+    o->debounce_settle_ms = 10;
     o->debounce_max_ms = 1000;
     o->cert_ttl_s = 86400;
     o->publish_roots = true;
@@ -240,17 +243,32 @@ static void on_debounce(struct dp_loop *loop, void *arg)
         return;
     }
     op->dirty_since_ms = 0;
+    op->last_rebuild_ms = dp_loop_now(op->loop);
     rebuild(op);
 }
 
-/* Debounce: rebuild debounce_ms after the last change, but at most debounce_max_ms after the
- * first unprocessed one, so a steady trickle of changes cannot starve the stream. */
+/* Debounce. A change that arrives after a quiet spell (no rebuild for debounce_ms) is pushed
+ * debounce_settle_ms after it, which is enough to gather the few watch events one API write
+ * causes (a Pod and its EndpointSlices) — so an isolated change reaches the agents at once.
+ * Changes that follow a rebuild closely are a burst: rebuild debounce_ms after the last of
+ * them, but at most debounce_max_ms after the first unprocessed one, so a steady trickle of
+ * changes cannot starve the stream. */
 static void mark_dirty(struct op_ctx *op)
 {
     uint64_t now = dp_loop_now(op->loop), delay = op->opts.debounce_ms;
 
-    if (op->dirty_since_ms == 0)
+    if (op->dirty_since_ms == 0) {
         op->dirty_since_ms = now;
+        op->dirty_quiet = op->last_rebuild_ms == 0 ||
+                          now - op->last_rebuild_ms >= op->opts.debounce_ms;
+    }
+    if (op->dirty_quiet && op->opts.debounce_settle_ms < op->opts.debounce_ms) {
+        uint64_t due = op->dirty_since_ms + op->opts.debounce_settle_ms;
+
+        dp_debug(SCOPE, "debounce: quiet change", DP_LU("delay_ms", due > now ? due - now : 0));
+        dp_timer_arm(op->loop, &op->debounce, due > now ? due - now : 0);
+        return;
+    }
     if (now + delay > op->dirty_since_ms + op->opts.debounce_max_ms)
         delay = op->dirty_since_ms + op->opts.debounce_max_ms > now
                         ? op->dirty_since_ms + op->opts.debounce_max_ms - now

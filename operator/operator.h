@@ -29,6 +29,8 @@ struct op_options {
     const char *const *trusted_accounts; /* node agent service accounts "ns/sa" */
     uint64_t debounce_ms;        /* 100 */
     uint64_t debounce_max_ms;    /* 1000 */
+    uint64_t debounce_settle_ms; /* 10: an isolated change (after debounce_ms of quiet) is
+                                    pushed this soon; >= debounce_ms = always wait */
     int64_t cert_ttl_s;          /* 86400 */
     bool publish_roots;          /* write istio-ca-root-cert ConfigMaps (default true) */
     const char *write_selector;  /* label selector: only write into namespaces (and Mesh
