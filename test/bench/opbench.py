@@ -415,6 +415,27 @@ class Agents:
             return -9
 
 
+METRICS = ("ambit_operator_snapshot_rebuilds", "ambit_operator_config_pushes_total",
+           "ambit_operator_config_push_events_total", "ambit_operator_config_streams_dropped_total",
+           "ambit_operator_snapshot_events", "ambit_operator_connected_agents")
+
+
+def scrape(port):
+    """A few of the operator's own counters from its /metrics (unlabelled series only)."""
+    out = {}
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/metrics")
+        for line in c.getresponse().read().decode().splitlines():
+            name, _, val = line.partition(" ")
+            if name in METRICS:
+                out[name.replace("ambit_operator_", "")] = float(val)
+        c.close()
+    except (OSError, ValueError, http.client.HTTPException):
+        pass
+    return out
+
+
 def pct(vals, p):
     if not vals:
         return None
@@ -616,6 +637,7 @@ def main():
             raise RuntimeError("not every agent received the full snapshot (see agents.log)")
         t_first, t_all, snap_bytes, snap_events = int(r[1]), int(r[2]), int(r[3]), int(r[4])
         mem_synced = proc_mem(op.pid)
+        met_synced = scrape(mport)
         cpu_synced = proc_cpu(op.pid) - cpu_base
         ms = lambda ns: round(ns / 1e6, 1)
         res["first_push"] = {
@@ -624,7 +646,7 @@ def main():
             "start_to_all_synced_ms": ms(t_all - t_start),
             "ready_to_all_synced_ms": ms(t_all - t_ready),
             "snapshot_bytes_per_agent": snap_bytes, "snapshot_events_per_agent": snap_events,
-            "operator_cpu_s": round(cpu_synced, 2)}
+            "operator_cpu_s": round(cpu_synced, 2), "operator_metrics": met_synced}
         log("first push:", json.dumps(res["first_push"]))
         time.sleep(2)  # let the startup writes (root ConfigMaps, policy status) settle
         cpu0 = proc_cpu(op.pid)
@@ -673,6 +695,7 @@ def main():
         res["incremental"] = inc
         log("incremental:", json.dumps(inc))
         mem = proc_mem(op.pid)
+        res["operator_metrics_at_end"] = scrape(mport)
         res["operator"] = {"rss_at_ready_kib": mem_ready.get("VmRSS"),
                            "rss_after_first_push_kib": mem_synced.get("VmRSS"),
                            "rss_steady_kib": mem.get("VmRSS"), "rss_peak_kib": mem.get("VmHWM"),
