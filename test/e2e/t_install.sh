@@ -28,6 +28,15 @@ NS_ROOT=e2e-root-$sfx
 cleanup() {
     kubectl delete ns "$NS_APP" "$NS_PLAIN" "$NS_ROOT" --wait=false >/dev/null 2>&1
     e2e_teardown
+    # last resort after a failed run (the checks below report it): a plugin left in a node's
+    # chain with a revoked token stops every later pod on that node of the shared cluster
+    local d
+    for d in "$RUN"/nodes/node*/root; do
+        if grep -qs '"type": *"ambit-cni"' "$d"/etc/cni/net.d/*.conflist || [ -e "$d/opt/cni/bin/ambit-cni" ]; then
+            echo "cleanup: removing a leftover ambit-cni from $d" >>"$T_LOG"
+            "$BIN/ambit-cni" uninstall --bin-dir "$d/opt/cni/bin" --conf-dir "$d/etc/cni/net.d" >>"$T_LOG" 2>&1
+        fi
+    done
 }
 trap cleanup EXIT
 e2e_require_no_mesh
@@ -342,6 +351,14 @@ t_check "node agent rollout completes" kubectl -n "$NS" rollout status ds/ambit-
 touch "$T_DIR/rollout-done"
 wait "$watcher"
 t_eq "plugin and in-pod rules never went away during the update" "" "$(sort -u "$T_DIR/rollout-gaps" | xargs)"
+# the new installer pods passed the plugin without the API server: the kubeconfig on the node
+# still held the old pod's token, revoked once that pod was deleted
+own_pod_logged() {
+    grep -hs "pod=$1 namespace=$NS reason=\"the installer's own pod" "$RUN"/nodes/node*/root/{var/run,run}/ambit/ambit-cni.log | grep -q .
+}
+for p in $(kubectl -n "$NS" get pods -l app=ambit-cni-node -o jsonpath='{.items[*].metadata.name}'); do
+    t_check "new installer pod $p added without an API lookup" own_pod_logged "$p"
+done
 t_eq "plugin stayed in every node's conflist across the update" "$NUM_NODES" \
     "$(conflists | grep -c '"type": *"ambit-cni"')"
 t_eq "in-pod rules stayed across the update" "$tables_before" "$(pod_tables | sort)"
