@@ -537,6 +537,8 @@ def main():
     ap.add_argument("--plaintext", action="store_true")
     ap.add_argument("--perf", default="", help="perf record the operator into this file")
     ap.add_argument("--change-timeout", type=float, default=15.0)
+    ap.add_argument("--gap-ms", type=int, default=200,
+                    help="quiet time after a change was seen before the next write (0 = back to back)")
     a = ap.parse_args()
 
     api = Api(a.kubeconfig)
@@ -609,7 +611,7 @@ def main():
                       "endpointslices": cl.n_svcs, "authorization_policies": cl.n_pols,
                       "peer_authentications": len(cl.peer_auths()),
                       "changes": n_changes, "transport": "http" if a.plaintext else "tls",
-                      "debounce_ms": a.debounce_ms or "default",
+                      "debounce_ms": a.debounce_ms or "default", "gap_ms": a.gap_ms,
                       "nproc": os.cpu_count(),
                       "loadavg_at_start": open("/proc/loadavg").read().split()[:3]},
            "load": {"seconds": round(load_s, 1), "objects": counts}}
@@ -657,6 +659,7 @@ def main():
         for i, (kind, want, subs, write) in enumerate(make_changes(api, cl, n_changes, rnd)):
             if op.poll() is not None:
                 raise RuntimeError(f"the operator exited (status {op.returncode}) during the changes")
+            time.sleep(a.gap_ms / 1000.0)
             agents.send(f"mark {i} {want} " + "\t".join(subs))
             write()
             t_w = time.monotonic_ns()

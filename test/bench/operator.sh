@@ -5,7 +5,7 @@
 # starts ambit-operator and 100 simulated agents ($BUILD/bench/opagents) and measures time to
 # the first full push, incremental push latency and the operator's memory.
 # Knobs: OPBENCH_SCALE (1), OPBENCH_CHANGES (250 x scale, at least 10), OPBENCH_DEBOUNCE_MS
-# (operator default), OPBENCH_PLAINTEXT=1, OPBENCH_PERF=1 (perf record -g of the operator into
+# (operator default), OPBENCH_GAP_MS (200: quiet time between changes; 0 = back to back), OPBENCH_PLAINTEXT=1, OPBENCH_PERF=1 (perf record -g of the operator into
 # $BUILD/bench/operator.perf.data), OPBENCH_OUT ($BUILD/bench/operator.json), OPBENCH_KEEP=1
 # (keep the temp dir), OPBENCH_OPERATOR (another ambit-operator binary, for experiments). Exit 0 only when every agent synced and every change was seen.
 set -u
@@ -42,6 +42,7 @@ args=(--kubeconfig "$KUBECONFIG" --operator "$OPERATOR"
     --agents "$BUILD/bench/opagents" --dir "$T_DIR" --out "$OUT" --scale "$SCALE")
 [ -n "${OPBENCH_CHANGES:-}" ] && args+=(--changes "$OPBENCH_CHANGES")
 [ -n "${OPBENCH_DEBOUNCE_MS:-}" ] && args+=(--debounce-ms "$OPBENCH_DEBOUNCE_MS")
+[ -n "${OPBENCH_GAP_MS:-}" ] && args+=(--gap-ms "$OPBENCH_GAP_MS")
 [ "${OPBENCH_PLAINTEXT:-0}" = 1 ] && args+=(--plaintext)
 [ "${OPBENCH_PERF:-0}" = 1 ] && args+=(--perf "$BUILD/bench/operator.perf.data")
 python3 test/bench/opbench.py "${args[@]}"
