@@ -53,3 +53,34 @@ op_crds_cleanup() {
     [ ${#OP_CRDS_CREATED[@]} -gt 0 ] && kc delete crd "${OP_CRDS_CREATED[@]}" --wait=false >/dev/null 2>&1
     return 0
 }
+
+# ---------------------------------------------------------------- shared by the t_*.sh scripts
+# op_start ARGS...: ambit-operator ($BUILD/bin) in the background, logging to
+# $T_DIR/operator.log; its pid in OP_PID. op_stop: stop it (SIGCONT first: a test may have
+# frozen it) and wait.
+OP_PID=
+op_start() {
+    "${BUILD:-build}/bin/ambit-operator" "$@" >>"$T_DIR/operator.log" 2>&1 &
+    OP_PID=$!
+}
+op_stop() {
+    [ -n "$OP_PID" ] && kill -CONT "$OP_PID" 2>/dev/null && kill "$OP_PID" 2>/dev/null &&
+        wait "$OP_PID" 2>/dev/null
+    OP_PID=
+}
+
+# ev_has FILTER: some event line of $EV (the operator's --events-out) matches the jq filter
+ev_has() { [ -f "$EV" ] && jq -e -s "map(select($1)) | length > 0" "$EV" >/dev/null 2>&1; }
+
+# op_test_namespaces NS...: create the namespaces with the label the operator's
+# --write-selector "amb-test=$$" admits, and their default ServiceAccount (a bare API server has
+# no controller-manager to create it)
+op_test_namespaces() {
+    local n
+    for n in "$@"; do
+        kc create ns "$n" >/dev/null || return 1
+        kc label ns "$n" "amb-test=$$" >/dev/null || return 1
+        kc -n "$n" create serviceaccount default >/dev/null 2>&1
+    done
+    return 0
+}

@@ -13,10 +13,8 @@ t_begin analysis-status
 op_api_up || { t_fail "API server available"; t_end; exit 1; }
 ns=amb-an-$$
 opns=amb-an-sys-$$
-OP_PID=
-stop_op() { [ -n "$OP_PID" ] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null; OP_PID=; }
 cleanup() {
-    stop_op
+    op_stop
     kc delete ns "$ns" "$opns" --wait=false >/dev/null 2>&1
     op_crds_cleanup
     op_cleanup
@@ -26,11 +24,9 @@ lport=$(freeport)
 mport=$(freeport)
 start_op() {
     # --write-selector keeps this operator's writes inside the test's own namespaces
-    "$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" \
+    op_start --namespace "$opns" --root-namespace "$opns" \
         --debounce-ms 50 --write-selector "amb-test=$$" --listen "127.0.0.1:$lport" \
-        --metrics-listen "127.0.0.1:$mport" --webhook-listen '' --no-root-configmaps \
-        >>"$T_DIR/operator.log" 2>&1 &
-    OP_PID=$!
+        --metrics-listen "127.0.0.1:$mport" --webhook-listen '' --no-root-configmaps
 }
 # st <kind> <name>: the object's status as compact JSON ({} if none)
 st() { kc -n "$ns" get "$1" "$2" -o json 2>/dev/null | jq -c '.status // {}'; }
@@ -63,11 +59,7 @@ spec:
 EOF2
 }
 
-kc create ns "$opns" >/dev/null
-kc create ns "$ns" >/dev/null
-kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
-# a bare API server has no controller-manager to create default service accounts
-kc -n "$ns" create serviceaccount default >/dev/null 2>&1
+op_test_namespaces "$opns" "$ns" || { t_fail "test namespaces"; t_end; exit 1; }
 op_crds_install >/dev/null 2>&1
 cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
 apiVersion: v1
@@ -165,7 +157,7 @@ sleep 3
 t_eq "unchanged findings: resourceVersion unchanged" "$rv1" "$(rv virtualservice reviews)"
 t_eq "unchanged findings: no further status write logged" "$writes1" \
     "$(grep -c "analysis findings written to status.*VirtualService/$ns/reviews" "$T_DIR/operator.log")"
-stop_op
+op_stop
 start_op
 t_check "restarted operator ready" t_wait_for 30 bash -c \
     "[ \$(grep -c 'first snapshot built' '$T_DIR/operator.log') -ge 2 ]"
@@ -221,6 +213,6 @@ m=$(curl -s "http://127.0.0.1:$mport/metrics")
 t_match "metrics: findings of the last pass" 'ambit_operator_analysis_findings [1-9]' "$m"
 t_match "metrics: status writes counted" 'ambit_operator_analysis_status_writes [1-9]' "$m"
 t_match "metrics: no failed status writes" 'ambit_operator_analysis_status_write_errors 0' "$m"
-stop_op
+op_stop
 t_expect_fail "no status write failures logged" grep -q 'analysis status write failed' "$T_DIR/operator.log"
 t_end

@@ -21,9 +21,7 @@ trap cleanup EXIT
 port=$(freeport)
 mport=$(freeport)
 
-kc create ns "$opns" >/dev/null
-kc create ns "$ns" >/dev/null
-for n in "$opns" "$ns"; do kc -n "$n" create serviceaccount default >/dev/null 2>&1; done
+op_test_namespaces "$opns" "$ns" || { t_fail "test namespaces"; t_end; exit 1; }
 kc -n "$opns" create serviceaccount ztunnel >/dev/null
 kc -n "$ns" create serviceaccount reviews >/dev/null
 cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
@@ -37,9 +35,8 @@ kind: Pod
 metadata: {name: reviews-1, namespace: $ns}
 spec: {nodeName: node-1, serviceAccountName: reviews, containers: [{name: c, image: none}]}
 EOF2
-"$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --listen "127.0.0.1:$port" \
-    --metrics-listen "127.0.0.1:$mport" --debounce-ms 50 >>"$T_DIR/operator.log" 2>&1 &
-OP_PID=$!
+op_start --namespace "$opns" --root-namespace "$opns" --listen "127.0.0.1:$port" \
+    --metrics-listen "127.0.0.1:$mport" --debounce-ms 50
 t_check "operator ready" t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"
 root=$T_DIR/root.pem
 t_check "root published" t_wait_for 10 bash -c \

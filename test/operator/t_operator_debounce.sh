@@ -20,7 +20,6 @@ cleanup() {
 trap cleanup EXIT
 mport=$(freeport)
 EV=$T_DIR/events.ndjson
-ev_has() { [ -f "$EV" ] && jq -e -s "map(select($1)) | length > 0" "$EV" >/dev/null 2>&1; }
 svc_key() { echo "$ns/$1.$ns.svc.cluster.local"; }
 now_ms() { date +%s%3N; }
 # ms until the event for Service $1 shows up (polling every 20 ms), or 99999
@@ -34,11 +33,9 @@ wait_ms() {
 }
 kc create ns istio-system >/dev/null 2>&1
 kc create ns "$ns" >/dev/null
-"$BUILD/bin/ambit-operator" --events-out "$EV" --debounce-ms 2000 --debounce-settle-ms 10 \
+op_start --events-out "$EV" --debounce-ms 2000 --debounce-settle-ms 10 \
     --debounce-max-ms 5000 --write-selector "amb-test=$$" --listen "127.0.0.1:$(freeport)" \
-    --metrics-listen "127.0.0.1:$mport" --webhook-listen '' --no-leader-elect \
-    >>"$T_DIR/operator.log" 2>&1 &
-OP_PID=$!
+    --metrics-listen "127.0.0.1:$mport" --webhook-listen '' --no-leader-elect
 t_check "operator ready" t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"
 # a quiet spell: twice --debounce-ms (readiness may still be followed by late informer syncs)
 sleep 4.5

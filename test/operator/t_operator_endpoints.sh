@@ -29,10 +29,7 @@ wport=$(freeport)
 base=https://127.0.0.1:$port
 
 op_crds_install >/dev/null 2>&1
-kc create ns "$opns" >/dev/null
-kc create ns "$ns" >/dev/null
-kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
-for n in "$opns" "$ns"; do kc -n "$n" create serviceaccount default >/dev/null 2>&1; done
+op_test_namespaces "$opns" "$ns" || { t_fail "test namespaces"; t_end; exit 1; }
 kc -n "$opns" create serviceaccount ztunnel >/dev/null
 kc -n "$ns" create serviceaccount reviews >/dev/null
 cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
@@ -51,11 +48,9 @@ kind: Pod
 metadata: {name: reviews-1, namespace: $ns}
 spec: {nodeName: node-1, serviceAccountName: reviews, containers: [{name: c, image: none}]}
 EOF2
-"$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --listen "127.0.0.1:$port" \
+op_start --namespace "$opns" --root-namespace "$opns" --listen "127.0.0.1:$port" \
     --metrics-listen "127.0.0.1:$mport" --debounce-ms 50 --write-selector "amb-test=$$" \
-    --webhook-listen "127.0.0.1:$wport" \
-    >>"$T_DIR/operator.log" 2>&1 &
-OP_PID=$!
+    --webhook-listen "127.0.0.1:$wport"
 t_check "operator ready (/healthz/ready on the metrics port)" \
     t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"
 root=$T_DIR/root.pem

@@ -14,11 +14,9 @@ t_begin operator-meshcfg
 op_api_up || { t_fail "API server available"; t_end; exit 1; }
 ns=amb-mc-$$
 opns=amb-mc-sys-$$
-OP_PID=
 MESH_OURS=0
-stop_op() { [ -n "$OP_PID" ] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null; OP_PID=; }
 cleanup() {
-    stop_op
+    op_stop
     kc delete ns "$ns" "$opns" --wait=false >/dev/null 2>&1
     [ "$MESH_OURS" = 1 ] && kc delete mesh default --wait=false >/dev/null 2>&1
     op_crds_cleanup
@@ -26,7 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 EV=$T_DIR/events.ndjson
-ev_has() { [ -f "$EV" ] && jq -e -s "map(select($1)) | length > 0" "$EV" >/dev/null 2>&1; }
 # the newest event for a key satisfies the filter
 ev_last() { [ -f "$EV" ] && jq -e -s "map(select(.key==\"$1\")) | last | $2" "$EV" >/dev/null 2>&1; }
 mesh_cm() { # mesh_cm <MeshConfig YAML>: create or replace ConfigMap istio
@@ -36,12 +33,7 @@ mesh_cm() { # mesh_cm <MeshConfig YAML>: create or replace ConfigMap istio
 mesh_status() { kc get mesh default -o jsonpath="$1" 2>/dev/null; }
 status_is() { [ "$(mesh_status "$1")" = "$2" ]; }
 
-kc create ns "$opns" >/dev/null
-kc create ns "$ns" >/dev/null
-kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
-# a bare API server has no controller-manager to create default service accounts
-kc -n "$ns" create serviceaccount default >/dev/null 2>&1
-kc -n "$opns" create serviceaccount default >/dev/null 2>&1
+op_test_namespaces "$opns" "$ns" || { t_fail "test namespaces"; t_end; exit 1; }
 kc -n "$opns" create serviceaccount ztunnel >/dev/null 2>&1
 op_crds_install >/dev/null 2>&1
 # Mesh `default` is a singleton: on a shared cluster with a mesh installed, leave it alone
@@ -81,10 +73,9 @@ kc -n "$ns" patch pod app-1 --subresource=status --type=merge \
 # no --root-namespace / --trust-domain: the ConfigMap says; --write-selector keeps the writes
 # inside this test's namespaces and Mesh object on a shared cluster
 lport=$(freeport)
-"$BUILD/bin/ambit-operator" --namespace "$opns" --events-out "$EV" --debounce-ms 50 \
+op_start --namespace "$opns" --events-out "$EV" --debounce-ms 50 \
     --write-selector "amb-test=$$" --listen "127.0.0.1:$lport" \
-    --metrics-listen "127.0.0.1:$(freeport)" --webhook-listen '' >>"$T_DIR/operator.log" 2>&1 &
-OP_PID=$!
+    --metrics-listen "127.0.0.1:$(freeport)" --webhook-listen ''
 t_check "operator becomes ready" t_wait_for 30 grep -q 'first snapshot built' "$T_DIR/operator.log"
 t_match "the ConfigMap's unknown fields are warned about" 'ignoring fields.*outboundTrafficPolicy' \
     "$(cat "$T_DIR/operator.log")"
@@ -179,5 +170,5 @@ if [ "$MESH_OURS" = 1 ]; then
     sleep 2
     t_eq "cacerts has no owner" "" "$(kc -n "$opns" get secret cacerts -o jsonpath='{.metadata.ownerReferences}')"
 fi
-stop_op
+op_stop
 t_end

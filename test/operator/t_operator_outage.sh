@@ -21,13 +21,10 @@ cleanup() {
 trap cleanup EXIT
 mport=$(freeport)
 EV=$T_DIR/events.ndjson
-ev_has() { [ -f "$EV" ] && jq -e -s "map(select($1)) | length > 0" "$EV" >/dev/null 2>&1; }
 kc create ns istio-system >/dev/null 2>&1
 kc create ns "$ns" >/dev/null
-"$BUILD/bin/ambit-operator" --events-out "$EV" --debounce-ms 50 --listen "127.0.0.1:$(freeport)" \
-    --metrics-listen "127.0.0.1:$mport" --webhook-listen '' --no-leader-elect \
-    >>"$T_DIR/operator.log" 2>&1 &
-OP_PID=$!
+op_start --events-out "$EV" --debounce-ms 50 --listen "127.0.0.1:$(freeport)" \
+    --metrics-listen "127.0.0.1:$mport" --webhook-listen '' --no-leader-elect
 t_check "operator ready" t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"
 kc -n "$ns" create service clusterip before --tcp=80:80 >>"$T_LOG" 2>&1
 t_check "event before the outage" t_wait_for 10 ev_has ".key==\"$ns/before.$ns.svc.cluster.local\""

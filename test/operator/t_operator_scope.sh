@@ -30,10 +30,7 @@ mport=$(freeport)
 base=http://127.0.0.1:$port
 
 op_crds_install >/dev/null 2>&1
-kc create ns "$opns" >/dev/null
-kc create ns "$ns" >/dev/null
-kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
-for n in "$opns" "$ns"; do kc -n "$n" create serviceaccount default >/dev/null 2>&1; done
+op_test_namespaces "$opns" "$ns" || { t_fail "test namespaces"; t_end; exit 1; }
 kc -n "$opns" create serviceaccount ztunnel >/dev/null
 pod() { # pod <ns> <name> <node> <app> [sa]
     cat <<EOF2
@@ -60,10 +57,9 @@ spec:
   action: ALLOW
   rules: [{from: [{source: {principals: [cluster.local/ns/$ns/sa/web]}}]}]
 EOF2
-"$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --plaintext \
+op_start --namespace "$opns" --root-namespace "$opns" --plaintext \
     --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$mport" --webhook-listen '' \
-    --debounce-ms 50 --write-selector "amb-test=$$" >>"$T_DIR/operator.log" 2>&1 &
-OP_PID=$!
+    --debounce-ms 50 --write-selector "amb-test=$$"
 t_check "operator ready" t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"
 toka=$(kc -n "$opns" create token ztunnel --audience istio-ca --bound-object-kind Pod --bound-object-name agent-a)
 tokb=$(kc -n "$opns" create token ztunnel --audience istio-ca --bound-object-kind Pod --bound-object-name agent-b)
@@ -116,10 +112,9 @@ kill "$OP_PID" 2>/dev/null
 wait "$OP_PID" 2>/dev/null
 OP_PID=
 for i in 1 2 3; do kc -n "$ns" create service clusterip "extra-$i" --tcp=80:80 >>"$T_LOG" 2>&1; done
-"$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --plaintext \
+op_start --namespace "$opns" --root-namespace "$opns" --plaintext \
     --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$mport" --webhook-listen '' \
-    --debounce-ms 50 --write-selector "amb-test=$$" >>"$T_DIR/operator.log" 2>&1 &
-OP_PID=$!
+    --debounce-ms 50 --write-selector "amb-test=$$"
 t_check "operator ready again" t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"
 curl -sN -m 3 -H "Authorization: Bearer $toka" "$base/v1/config?node=node-a&since=$v" >"$T_DIR/again.ndjson" 2>>"$T_LOG"
 t_eq "resuming with a version of the previous process: reset first" reset \

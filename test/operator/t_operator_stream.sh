@@ -11,10 +11,8 @@ t_begin operator-stream
 op_api_up || { t_fail "API server available"; t_end; exit 1; }
 ns=amb-op-$$
 opns=amb-op-sys-$$
-OP_PID=
-stop_op() { [ -n "$OP_PID" ] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null; OP_PID=; }
 cleanup() {
-    stop_op
+    op_stop
     kc delete ns "$ns" "$opns" --wait=false >/dev/null 2>&1
     op_crds_cleanup
     op_cleanup
@@ -26,19 +24,12 @@ mport=$(freeport)
 start_op() {
     # --write-selector keeps this operator's writes inside the test's own namespaces, so it
     # never fights a real operator on a shared cluster
-    "$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --events-out "$EV" \
+    op_start --namespace "$opns" --root-namespace "$opns" --events-out "$EV" \
         --debounce-ms 50 --write-selector "amb-test=$$" --listen "127.0.0.1:$lport" \
-        --metrics-listen "127.0.0.1:$mport" --webhook-listen '' >>"$T_DIR/operator.log" 2>&1 &
-    OP_PID=$!
+        --metrics-listen "127.0.0.1:$mport" --webhook-listen ''
 }
-# ev_has <jq filter over one event>: some event line matches
-ev_has() { [ -f "$EV" ] && jq -e -s "map(select($1)) | length > 0" "$EV" >/dev/null 2>&1; }
 
-kc create ns "$opns" >/dev/null
-kc create ns "$ns" >/dev/null
-kc label ns "$opns" "$ns" "amb-test=$$" >/dev/null
-# a bare API server has no controller-manager to create default service accounts
-kc -n "$ns" create serviceaccount default >/dev/null 2>&1
+op_test_namespaces "$opns" "$ns" || { t_fail "test namespaces"; t_end; exit 1; }
 op_crds_install >/dev/null 2>&1
 start_op
 t_check "operator becomes ready" t_wait_for 30 grep -q 'first snapshot built' "$T_DIR/operator.log"
@@ -160,7 +151,7 @@ kc delete mesh "amb-mesh-$$" >>"$T_LOG" 2>&1
 t_match "the operator holds the ambit-operator Lease" '.+' \
     "$(kc -n "$opns" get lease ambit-operator -o jsonpath='{.spec.holderIdentity}' 2>&1)"
 # restart: same CA
-stop_op
+op_stop
 t_eq "a stopped operator releases the Lease" "" \
     "$(kc -n "$opns" get lease ambit-operator -o jsonpath='{.spec.holderIdentity}' 2>&1)"
 start_op
@@ -168,7 +159,7 @@ t_check "restarted operator ready" t_wait_for 30 bash -c "grep -c 'first snapsho
 ca2=$(kc -n "$opns" get secret istio-ca-secret -o jsonpath='{.data.ca-cert\.pem}')
 t_eq "CA survives a restart" "$ca1" "$ca2"
 t_match "restart reused the stored CA" 'CA ready.*source=istio-ca-secret' "$(tail -20 "$T_DIR/operator.log")"
-stop_op
+op_stop
 
 # plug-in CA: cacerts wins
 d=$T_DIR/cacerts
@@ -210,5 +201,5 @@ root_is_second() {
 t_check "a changed cacerts is reloaded and its root published without a restart" \
     t_wait_for 30 root_is_second
 t_match "reload logged" 'CA reloaded.*source=cacerts' "$(cat "$T_DIR/operator.log")"
-stop_op
+op_stop
 t_end

@@ -34,15 +34,11 @@ wport=$(freeport)
 LOG=$T_DIR/operator.log
 
 op_crds_install >>"$T_LOG" 2>&1
-kc create ns "$opns" >/dev/null
-kc label ns "$opns" "amb-test=$$" >/dev/null
-kc -n "$opns" create serviceaccount default >/dev/null 2>&1
+op_test_namespaces "$opns" || { t_fail "test namespace"; t_end; exit 1; }
 
-"$BUILD/bin/ambit-operator" --namespace "$opns" --root-namespace "$opns" --listen "127.0.0.1:$port" \
+op_start --namespace "$opns" --root-namespace "$opns" --listen "127.0.0.1:$port" \
     --metrics-listen "127.0.0.1:$mport" --webhook-listen "127.0.0.1:$wport" --debounce-ms 50 \
-    --write-selector "amb-test=$$" --no-leader-elect --webhook-config "$vwc" --serving-cert-ttl 9 \
-    >>"$LOG" 2>&1 &
-OP_PID=$!
+    --write-selector "amb-test=$$" --no-leader-elect --webhook-config "$vwc" --serving-cert-ttl 9
 t_check "operator ready" t_wait_for 30 curl -sf "http://127.0.0.1:$mport/healthz/ready"
 t_check "a missing configuration is logged and waited for" \
     t_wait_for 10 grep -q "webhook configuration not found, watching for it.*name=$vwc" "$LOG"
