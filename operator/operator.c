@@ -770,11 +770,43 @@ static void on_obj_add(json_t *obj, void *arg)
     changed(op, obj);
 }
 
+/* An update that only touched the status of a kind whose spec changes bump
+ * metadata.generation (custom resources and Gateways, whose status the operator writes itself:
+ * policy conditions, waypoint addresses, Mesh install state). Nothing the snapshot reads
+ * changed, so it must not cause a rebuild — else every status write comes back through the
+ * watch as a rebuild and a push. */
+static bool status_only(const json_t *old_obj, const json_t *new_obj)
+{
+    static const char *const kinds[] = {"AuthorizationPolicy", "PeerAuthentication", "Gateway",
+                                        "Mesh"};
+    static const char *const meta[] = {"generation", "labels", "annotations",
+                                       "ownerReferences", "deletionTimestamp"};
+    const char *k = json_string_value(json_object_get(new_obj, "kind"));
+    const json_t *om = json_object_get(old_obj, "metadata"), *nm = json_object_get(new_obj, "metadata");
+    bool known = false;
+
+    for (size_t i = 0; k != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        known |= strcmp(k, kinds[i]) == 0;
+    if (!known || old_obj == NULL || !json_is_integer(json_object_get(nm, "generation")))
+        return false;
+    for (size_t i = 0; i < sizeof(meta) / sizeof(meta[0]); i++) {
+        const json_t *a = json_object_get(om, meta[i]), *b = json_object_get(nm, meta[i]);
+
+        if ((a == NULL) != (b == NULL) || (a != NULL && !json_equal(a, b)))
+            return false;
+    }
+    return true;
+}
+
 static void on_obj_update(json_t *old_obj, json_t *new_obj, void *arg)
 {
     struct op_ctx *op = arg;
 
-    (void)old_obj;
+    if (status_only(old_obj, new_obj)) {
+        if (is_kind(new_obj, "Mesh"))
+            mesh_seen(op, new_obj);
+        return;
+    }
     if (analysis_only(new_obj)) {
         config_changed(op);
         return;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debounce semantics against a real API server: a change after a quiet spell is pushed at once
 # (--debounce-settle-ms), a change that closely follows a push waits for the burst debounce
-# (--debounce-ms), and a burst never waits past --debounce-max-ms. Windows are seconds wide so
-# the checks hold on a loaded machine.
+# (--debounce-ms), and a burst never waits past --debounce-max-ms; status-only updates of the
+# kinds whose status the operator writes itself (policies, Gateways, Mesh) cause no rebuild.
+# Windows are seconds wide so the checks hold on a loaded machine.
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib/testlib.sh
@@ -15,6 +16,7 @@ OP_PID=
 cleanup() {
     [ -n "$OP_PID" ] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null
     kc delete ns "$ns" --wait=false >/dev/null 2>&1
+    op_crds_cleanup
     op_cleanup
 }
 trap cleanup EXIT
@@ -31,6 +33,7 @@ wait_ms() {
     done
     echo 99999
 }
+op_crds_install >>"$T_LOG" 2>&1
 kc create ns istio-system >/dev/null 2>&1
 kc create ns "$ns" >/dev/null
 op_start --events-out "$EV" --debounce-ms 2000 --debounce-settle-ms 10 \
@@ -71,5 +74,29 @@ for i in 1 2 3 4 5 6 7 8 9; do
     sleep 0.7
 done
 t_check "a steady trickle is pushed within debounce-max-ms" ev_has ".key==\"$(svc_key trickle1)\""
+
+# status-only updates (another writer here: --write-selector keeps the operator off $ns) do not
+# rebuild; a spec change does. The rebuild gauge is sampled every 2 s.
+rebuilds() { curl -s "http://127.0.0.1:$mport/metrics" | awk '/^ambit_operator_snapshot_rebuilds /{print $2}'; }
+cat <<EOF2 | kc apply -f - >>"$T_LOG" 2>&1
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: $ns}
+spec: {action: DENY, rules: [{}]}
+EOF2
+t_check "policy pushed" t_wait_for 10 ev_has ".key==\"$ns/deny-all\""
+sleep 5
+r1=$(rebuilds)
+for i in 1 2 3; do
+    kc -n "$ns" patch authorizationpolicy deny-all --subresource=status --type=merge -p \
+        "{\"status\":{\"conditions\":[{\"type\":\"Other\",\"status\":\"True\",\"reason\":\"R$i\"}]}}" >>"$T_LOG" 2>&1
+    sleep 0.3
+done
+sleep 4.5
+r2=$(rebuilds)
+echo "rebuilds before/after status writes: $r1 $r2" >>"$T_LOG"
+t_check "status-only updates cause no rebuild ($r1 -> $r2)" [ -n "$r1" -a "$r1" = "$r2" ]
+kc -n "$ns" patch authorizationpolicy deny-all --type=merge -p '{"spec":{"action":"ALLOW"}}' >>"$T_LOG" 2>&1
+t_check "a spec change rebuilds" t_wait_for 10 bash -c "[ \"\$(curl -s http://127.0.0.1:$mport/metrics | awk '/^ambit_operator_snapshot_rebuilds /{print \$2}')\" != '$r2' ]"
 t_check "operator never crashed" kill -0 "$OP_PID"
 t_end
