@@ -2,7 +2,6 @@
  * cni_agent.c — see cni_agent.h. Blocking libcurl: the plugin runs once and has no loop.
  */
 #include <errno.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
